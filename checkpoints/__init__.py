@@ -1,0 +1,1 @@
+"""Data package: the model registry and the models shipped with histdenoise."""

@@ -1,0 +1,37 @@
+"""histdenoise: remove hiss, clicks, crackle, thumps, hum and rumble from historical music.
+
+The two-stage U-Net of Moliner & Välimäki (ICASSP 2022) on current TensorFlow and Keras 3.
+Heavy modules (TensorFlow) are imported only when first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_network": "histdenoise.loading",
+    "NetworkConfig": "histdenoise.network",
+    "build_network": "histdenoise.network",
+    "ModelCard": "histdenoise.native",
+    "save_native": "histdenoise.native",
+    "load_native": "histdenoise.native",
+    "DEFAULT_MODEL": "histdenoise.registry",
+    "list_models": "histdenoise.registry",
+    "cache_dir": "histdenoise.registry",
+    "ensure_model": "histdenoise.download",
+    "HistdenoiseError": "histdenoise.errors",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'histdenoise' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

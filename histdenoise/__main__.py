@@ -1,0 +1,7 @@
+"""``python -m histdenoise`` runs the command line."""
+
+import sys
+
+from histdenoise.cli import main
+
+sys.exit(main())

@@ -1,0 +1,23 @@
+"""Exceptions with one-line messages that name the file or model and the problem."""
+
+from __future__ import annotations
+
+
+class HistdenoiseError(Exception):
+    """Base class: its message is one line meant for the user."""
+
+
+class CheckpointError(HistdenoiseError):
+    """A checkpoint is missing, unreadable or does not fit the network."""
+
+
+class DownloadError(HistdenoiseError):
+    """A model could not be downloaded or failed verification."""
+
+
+class RegistryError(HistdenoiseError):
+    """The model registry is unreadable or has no such model."""
+
+
+class VerificationError(DownloadError):
+    """A downloaded or supplied file is not what the registry describes."""

@@ -1,0 +1,575 @@
+"""The two-stage U-Net of Moliner & Välimäki (ICASSP 2022) as Keras 3 layers.
+
+The network maps a complex spectrogram, stored as real and imaginary channels of shape
+(batch, frames, 1025, 2), to two estimates of the clean spectrogram of the same shape:
+``(stage2, stage1)``. Inference uses ``stage2``. Any number of frames (>= 1) works.
+
+Every layer that owns weights knows its path in the authors' TensorFlow checkpoint
+(``checkpoint_children``), so that `histdenoise.tf_checkpoint` can map keys one to one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+import keras
+import numpy as np
+from keras import ops
+
+FREQ_BINS = 1025
+"""Frequency bins of the 2048-point STFT the network expects."""
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Shape of a two-stage U-Net.
+
+    Attributes:
+        channels: filters per level, ``channels[i]`` for encoder level ``i`` and
+            ``channels[depth]`` for the bottleneck; at least ``depth + 1`` entries.
+            ``channels[0]`` is also the width of the stems and the attention module.
+        depth: number of down-sampling levels per stage.
+        dense_layers: 3x3 convolutions in each dense block.
+        freq_encodings: cosine frequency-position channels appended to the input.
+        freq_bins: frequency bins of the input spectrogram.
+    """
+
+    channels: tuple[int, ...] = (32, 64, 64, 128, 128, 256, 512)
+    depth: int = 6
+    dense_layers: int = 3
+    freq_encodings: int = 10
+    freq_bins: int = FREQ_BINS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        if self.depth < 1:
+            raise ValueError(f"depth must be >= 1, got {self.depth}")
+        if len(self.channels) < self.depth + 1:
+            raise ValueError(
+                f"channels needs depth + 1 = {self.depth + 1} entries, got {self.channels}"
+            )
+        if self.dense_layers < 1:
+            raise ValueError(f"dense_layers must be >= 1, got {self.dense_layers}")
+        if any(c < 1 for c in self.channels):
+            raise ValueError(f"channels must be positive, got {self.channels}")
+
+    @property
+    def levels(self) -> tuple[int, ...]:
+        """The ``depth + 1`` channel counts actually used."""
+        return self.channels[: self.depth + 1]
+
+    @classmethod
+    def paper(cls) -> NetworkConfig:
+        """The published configuration: 71,408,196 parameters."""
+        return cls()
+
+    @classmethod
+    def small(cls) -> NetworkConfig:
+        """The reference test configuration: depth 2, 2 layers per dense block."""
+        return cls(depth=2, dense_layers=2)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> NetworkConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown network config fields: {sorted(unknown)}")
+        return cls(**d)
+
+
+# --------------------------------------------------------------------------- padding
+def _symmetric_indices(n, before: int, after: int):
+    """Indices that mirror-pad an axis of length ``n`` (edge sample repeated).
+
+    Works for any pad size, also larger than ``n`` (the mirror repeats), and for a
+    length only known at run time.
+    """
+    i = ops.arange(-before, n + after, dtype="int32")
+    period = 2 * n
+    m = ops.mod(i, period)
+    return ops.where(m >= n, period - 1 - m, m)
+
+
+def symmetric_pad(x, kernel_size: int):
+    """Pad the frames and frequency axes of (batch, frames, bins, ch) for a VALID conv.
+
+    Padding is ``k//2`` before and ``k//2 - (1 - k%2)`` after on each axis, with
+    symmetric edge mirroring, as the reference network does.
+    """
+    before = kernel_size // 2
+    after = kernel_size // 2 - (1 - kernel_size % 2)
+    if before == 0 and after == 0:
+        return x
+    frames = ops.shape(x)[1]
+    x = ops.take(x, _symmetric_indices(frames, before, after), axis=1)
+    bins = x.shape[2]
+    if bins is not None and bins > max(before, after):
+        return ops.pad(x, [[0, 0], [0, 0], [before, after], [0, 0]], mode="symmetric")
+    bins = ops.shape(x)[2]
+    return ops.take(x, _symmetric_indices(bins, before, after), axis=2)
+
+
+def center_crop(x, like):
+    """Crop (batch, frames, bins, ch) ``x`` to the frames and bins of ``like``.
+
+    The offset on each axis is ``(larger - smaller) // 2``.
+    """
+    xs, ls = ops.shape(x), ops.shape(like)
+    t0 = (xs[1] - ls[1]) // 2
+    f0 = (xs[2] - ls[2]) // 2
+    return x[:, t0 : t0 + ls[1], f0 : f0 + ls[2], :]
+
+
+# --------------------------------------------------------------------------- layers
+class CheckpointLayer(keras.layers.Layer):
+    """A layer whose weights live under named children in the reference checkpoint."""
+
+    def checkpoint_children(self) -> dict[str, keras.layers.Layer]:
+        raise NotImplementedError
+
+
+class PaddedConv2D(CheckpointLayer):
+    """Symmetric padding followed by a VALID 2-D convolution."""
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int,
+        strides: int = 1,
+        activation: str | None = "elu",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.kernel_size = kernel_size
+        self.conv = keras.layers.Conv2D(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding="valid",
+            activation=activation,
+            name="conv",
+            dtype=self.dtype_policy,
+        )
+
+    def build(self, input_shape):
+        padded = list(input_shape)
+        for ax in (1, 2):
+            if padded[ax] is not None:
+                padded[ax] += self.kernel_size - 1
+        self.conv.build(tuple(padded))
+
+    def call(self, x):
+        return self.conv(symmetric_pad(x, self.kernel_size))
+
+    @property
+    def kernel(self):
+        return self.conv.kernel
+
+    @property
+    def bias(self):
+        return self.conv.bias
+
+    def checkpoint_children(self):
+        return {}
+
+
+class DenseBlock(CheckpointLayer):
+    """``dense_layers`` 3x3 ELU convolutions, each seeing all earlier outputs.
+
+    ``y = conv_0(x)``; then ``x = concat([y, x])``, ``y = conv_i(x)``; returns the last ``y``.
+    """
+
+    def __init__(self, filters: int, dense_layers: int, **kwargs):
+        super().__init__(**kwargs)
+        self.convs = [
+            PaddedConv2D(filters, 3, name=f"H_{j}", dtype=self.dtype_policy)
+            for j in range(dense_layers)
+        ]
+
+    def build(self, input_shape):
+        shape = list(input_shape)
+        for conv in self.convs:
+            conv.build(tuple(shape))
+            shape[-1] += conv.conv.filters
+
+    def call(self, x):
+        y = self.convs[0](x)
+        for conv in self.convs[1:]:
+            x = ops.concatenate([y, x], axis=-1)
+            y = conv(x)
+        return y
+
+    def checkpoint_children(self):
+        return {f"H/{j}": c for j, c in enumerate(self.convs)}
+
+
+class IBlock(CheckpointLayer):
+    """Dense block plus a linear 1x1 convolution of the input, summed."""
+
+    def __init__(self, filters: int, dense_layers: int, **kwargs):
+        super().__init__(**kwargs)
+        self.tfc = DenseBlock(filters, dense_layers, name="tfc", dtype=self.dtype_policy)
+        self.conv2d_res = PaddedConv2D(
+            filters, 1, activation=None, name="conv2d_res", dtype=self.dtype_policy
+        )
+
+    def build(self, input_shape):
+        self.tfc.build(input_shape)
+        self.conv2d_res.build(input_shape)
+
+    def call(self, x):
+        return self.tfc(x) + self.conv2d_res(x)
+
+    def checkpoint_children(self):
+        return {"tfc": self.tfc, "conv2d_res": self.conv2d_res}
+
+
+class EncoderLevel(CheckpointLayer):
+    """I-block (the skip) followed by a stride-2 4x4 ELU convolution."""
+
+    def __init__(self, filters: int, out_filters: int, dense_layers: int, **kwargs):
+        super().__init__(**kwargs)
+        self.i_block = IBlock(filters, dense_layers, name="i_block", dtype=self.dtype_policy)
+        self.conv2d_2 = PaddedConv2D(
+            out_filters, 4, strides=2, name="conv2d_2", dtype=self.dtype_policy
+        )
+
+    def build(self, input_shape):
+        self.i_block.build(input_shape)
+        self.conv2d_2.build(tuple(input_shape[:-1]) + (self.i_block.conv2d_res.conv.filters,))
+
+    def call(self, x):
+        skip = self.i_block(x)
+        return self.conv2d_2(skip), skip
+
+    def checkpoint_children(self):
+        return {"i_block": self.i_block, "conv2d_2": self.conv2d_2}
+
+
+class Encoder(CheckpointLayer):
+    """``depth`` encoder levels and the bottleneck I-block; returns (bottom, skips)."""
+
+    def __init__(self, config: NetworkConfig, **kwargs):
+        super().__init__(**kwargs)
+        n = config.levels
+        self.eblocks = [
+            EncoderLevel(
+                n[i], n[i + 1], config.dense_layers, name=f"eblock_{i}", dtype=self.dtype_policy
+            )
+            for i in range(config.depth)
+        ]
+        self.i_block = IBlock(n[-1], config.dense_layers, name="i_block", dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for level in self.eblocks:
+            level.build(shape)
+            shape = _down(shape[:-1]) + (level.conv2d_2.conv.filters,)
+        self.i_block.build(shape)
+
+    def call(self, x):
+        skips = []
+        for level in self.eblocks:
+            x, skip = level(x)
+            skips.append(skip)
+        return self.i_block(x), skips
+
+    def checkpoint_children(self):
+        children = {f"eblocks/{i}": b for i, b in enumerate(self.eblocks)}
+        children["i_block"] = self.i_block
+        return children
+
+
+def _down(shape):
+    """Spatial shape after a padded stride-2 4x4 convolution: ceil(n / 2)."""
+    return (shape[0],) + tuple(None if s is None else math.ceil(s / 2) for s in shape[1:])
+
+
+class DecoderLevel(CheckpointLayer):
+    """Up-sampling (transposed conv + nearest neighbour), skip concatenation, I-block."""
+
+    def __init__(self, filters: int, in_filters: int, dense_layers: int, **kwargs):
+        super().__init__(**kwargs)
+        self.tconv_1 = keras.layers.Conv2DTranspose(
+            filters,
+            4,
+            strides=2,
+            padding="valid",
+            activation="elu",
+            name="tconv_1",
+            dtype=self.dtype_policy,
+        )
+        self.upsample = keras.layers.UpSampling2D(
+            2, interpolation="nearest", dtype=self.dtype_policy
+        )
+        self.projection = None
+        if in_filters != filters:
+            self.projection = PaddedConv2D(filters, 1, name="projection", dtype=self.dtype_policy)
+        self.i_block = IBlock(filters, dense_layers, name="i_block", dtype=self.dtype_policy)
+        self.filters = filters
+
+    def build(self, h_shape, skip_shape):
+        self.tconv_1.build(h_shape)
+        if self.projection is not None:
+            self.projection.build(h_shape)
+        self.i_block.build(tuple(skip_shape[:-1]) + (self.filters + skip_shape[-1],))
+
+    def call(self, h, skip):
+        a = self.tconv_1(h)
+        b = self.upsample(h)
+        if self.projection is not None:
+            b = self.projection(b)
+        c = center_crop(a, b) + b
+        x = ops.concatenate([center_crop(c, skip), skip], axis=-1)
+        return self.i_block(x)
+
+    def checkpoint_children(self):
+        children = {"tconv_1": self.tconv_1, "i_block": self.i_block}
+        if self.projection is not None:
+            children["projection"] = self.projection
+        return children
+
+
+class Decoder(CheckpointLayer):
+    """``depth`` decoder levels, deepest first; returns (batch, frames, bins, channels[0])."""
+
+    def __init__(self, config: NetworkConfig, **kwargs):
+        super().__init__(**kwargs)
+        n = config.levels
+        self.dblocks = [
+            DecoderLevel(
+                n[i], n[i + 1], config.dense_layers, name=f"dblock_{i}", dtype=self.dtype_policy
+            )
+            for i in range(config.depth)
+        ]
+
+    def build(self, h_shape, skips_shape):
+        for level, skip_shape in zip(reversed(self.dblocks), reversed(skips_shape), strict=False):
+            level.build(h_shape, skip_shape)
+            h_shape = tuple(skip_shape[:-1]) + (level.filters,)
+
+    def call(self, h, skips):
+        for level, skip in zip(reversed(self.dblocks), reversed(skips), strict=False):
+            h = level(h, skip)
+        return h
+
+    def checkpoint_children(self):
+        return {f"dblocks/{i}": b for i, b in enumerate(self.dblocks)}
+
+
+class SupervisedAttention(CheckpointLayer):
+    """Supervised attention module between the stages.
+
+    Returns ``(F', stage1, mask)`` for decoder features F and the network input:
+    ``stage1 = conv2(F) + input``, ``mask = sigmoid(conv3(stage1))``,
+    ``F' = conv1(F) * mask + F``.
+    """
+
+    def __init__(self, filters: int, **kwargs):
+        super().__init__(**kwargs)
+        self.conv1 = PaddedConv2D(
+            filters, 3, activation=None, name="conv1", dtype=self.dtype_policy
+        )
+        self.conv2 = PaddedConv2D(2, 3, activation=None, name="conv2", dtype=self.dtype_policy)
+        self.conv3 = PaddedConv2D(
+            filters, 3, activation="sigmoid", name="conv3", dtype=self.dtype_policy
+        )
+
+    def build(self, features_shape, x_shape):
+        self.conv1.build(features_shape)
+        self.conv2.build(features_shape)
+        self.conv3.build(x_shape)
+
+    def call(self, features, x):
+        stage1 = self.conv2(features) + x
+        mask = self.conv3(stage1)
+        return self.conv1(features) * mask + features, stage1, mask
+
+    def checkpoint_children(self):
+        return {"conv1": self.conv1, "conv2": self.conv2, "conv3": self.conv3}
+
+
+class FinalBlock(CheckpointLayer):
+    """3x3 linear convolution to the 2 output channels."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv2 = PaddedConv2D(2, 3, activation=None, name="conv2", dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        self.conv2.build(input_shape)
+
+    def call(self, x):
+        return self.conv2(x)
+
+    def checkpoint_children(self):
+        return {"conv2": self.conv2}
+
+
+def frequency_encoding(n: int, bins: int = FREQ_BINS) -> np.ndarray:
+    """``cos(2**k * pi * f / (bins - 1))`` for k = 0..n-1: shape (bins, n), float32."""
+    f = np.arange(bins, dtype=np.float64)[:, None] / (bins - 1)
+    k = 2.0 ** np.arange(n, dtype=np.float64)[None, :]
+    return np.cos(k * np.pi * f).astype(np.float32)
+
+
+class FrequencyEncoding(keras.layers.Layer):
+    """Append ``n`` cosine frequency-position channels (the same for every frame)."""
+
+    def __init__(self, n: int, bins: int = FREQ_BINS, **kwargs):
+        super().__init__(**kwargs)
+        self.n = n
+        self.bins = bins
+
+    def call(self, x):
+        enc = ops.cast(frequency_encoding(self.n, self.bins), x.dtype)
+        shape = ops.shape(x)
+        enc = ops.broadcast_to(enc[None, None], (shape[0], shape[1], self.bins, self.n))
+        return ops.concatenate([x, enc], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (input_shape[-1] + self.n,)
+
+
+# --------------------------------------------------------------------------- model
+TOP_LEVEL = (
+    "conv2d_1",
+    "conv2d_2",
+    "encoder_s1",
+    "encoder_s2",
+    "decoder_s1",
+    "decoder_s2",
+    "sam_1",
+    "finalblock",
+)
+"""Names of the layers that hold weights, as in the reference checkpoint."""
+
+
+def build_network(
+    config: NetworkConfig | None = None,
+    *,
+    with_attention: bool = False,
+    dtype: str | None = None,
+) -> keras.Model:
+    """Build the two-stage U-Net for input (batch, frames, bins, 2).
+
+    Args:
+        config: network shape; the paper's when omitted.
+        with_attention: also output the attention mask (batch, frames, bins, channels[0]).
+        dtype: a Keras dtype policy name such as ``"mixed_float16"``; the global one if None.
+
+    Returns:
+        A functional Keras model with outputs ``(stage2, stage1)`` (plus the mask), each
+        (batch, frames, bins, 2). The config is stored as ``model.histdenoise_config``.
+    """
+    config = config or NetworkConfig.paper()
+    n0 = config.channels[0]
+    kw = {"dtype": dtype} if dtype else {}
+    x = keras.Input((None, config.freq_bins, 2), name="spectrogram")
+    xf = FrequencyEncoding(config.freq_encodings, config.freq_bins, name="freq_encoding", **kw)(x)
+
+    f = PaddedConv2D(n0, 7, name="conv2d_1", **kw)(xf)
+    bottom, skips = Encoder(config, name="encoder_s1", **kw)(f)
+    f = Decoder(config, name="decoder_s1", **kw)(bottom, skips)
+    f, stage1, mask = SupervisedAttention(n0, name="sam_1", **kw)(f, x)
+
+    g = PaddedConv2D(n0, 7, name="conv2d_2", **kw)(xf)
+    g = keras.layers.Concatenate(axis=-1, name="stage2_input", **kw)([g, f])
+    bottom, skips = Encoder(config, name="encoder_s2", **kw)(g)
+    g = Decoder(config, name="decoder_s2", **kw)(bottom, skips)
+    stage2 = FinalBlock(name="finalblock", **kw)(g)
+
+    outputs = [stage2, stage1] + ([mask] if with_attention else [])
+    model = keras.Model(x, outputs, name="two_stage_unet")
+    model.histdenoise_config = config
+    return model
+
+
+def checkpoint_layers(model: keras.Model) -> Iterator[tuple[str, keras.layers.Layer]]:
+    """Yield ``(path, layer)`` for every convolution, with reference checkpoint paths.
+
+    Paths look like ``encoder_s1/eblocks/0/i_block/tfc/H/1``.
+    """
+
+    def walk(layer, path):
+        if isinstance(layer, CheckpointLayer) and layer.checkpoint_children():
+            for name, child in layer.checkpoint_children().items():
+                yield from walk(child, f"{path}/{name}")
+        else:
+            yield path, layer
+
+    for name in TOP_LEVEL:
+        yield from walk(model.get_layer(name), name)
+
+
+def checkpoint_variables(model: keras.Model) -> dict[str, keras.Variable]:
+    """Map reference checkpoint paths (``<path>/kernel`` and ``<path>/bias``) to variables."""
+    out = {}
+    for path, layer in checkpoint_layers(model):
+        out[f"{path}/kernel"] = layer.kernel
+        out[f"{path}/bias"] = layer.bias
+    return out
+
+
+def expected_shapes(config: NetworkConfig) -> dict[str, tuple[int, ...]]:
+    """Variable path -> shape for ``config``, without building the model.
+
+    Conv kernels are HWIO; transposed-conv kernels are (h, w, out, in).
+    """
+    n, L = config.levels, config.dense_layers
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def conv(path, k, cin, cout):
+        shapes[f"{path}/kernel"] = (k, k, cin, cout)
+        shapes[f"{path}/bias"] = (cout,)
+
+    def iblock(path, cin, cout):
+        for j in range(L):
+            conv(f"{path}/tfc/H/{j}", 3, cin + j * cout, cout)
+        conv(f"{path}/conv2d_res", 1, cin, cout)
+
+    stem_in = 2 + config.freq_encodings
+    for s, enc_in in ((1, n[0]), (2, 2 * n[0])):
+        conv(f"conv2d_{s}", 7, stem_in, n[0])
+        cin = enc_in
+        for i in range(config.depth):
+            iblock(f"encoder_s{s}/eblocks/{i}/i_block", cin, n[i])
+            conv(f"encoder_s{s}/eblocks/{i}/conv2d_2", 4, n[i], n[i + 1])
+            cin = n[i + 1]
+        iblock(f"encoder_s{s}/i_block", cin, n[config.depth])
+        for i in range(config.depth):
+            p = f"decoder_s{s}/dblocks/{i}"
+            shapes[f"{p}/tconv_1/kernel"] = (4, 4, n[i], n[i + 1])
+            shapes[f"{p}/tconv_1/bias"] = (n[i],)
+            if n[i] != n[i + 1]:
+                conv(f"{p}/projection", 1, n[i + 1], n[i])
+            iblock(f"{p}/i_block", 2 * n[i], n[i])
+    conv("sam_1/conv1", 3, n[0], n[0])
+    conv("sam_1/conv2", 3, n[0], 2)
+    conv("sam_1/conv3", 3, 2, n[0])
+    conv("finalblock/conv2", 3, n[0], 2)
+    return shapes
+
+
+def count_parameters(config: NetworkConfig) -> int:
+    """Number of trainable parameters of ``config``."""
+    return int(sum(np.prod(s) for s in expected_shapes(config).values()))
+
+
+__all__ = [
+    "FREQ_BINS",
+    "NetworkConfig",
+    "build_network",
+    "checkpoint_layers",
+    "checkpoint_variables",
+    "count_parameters",
+    "expected_shapes",
+    "frequency_encoding",
+]

@@ -1,0 +1,118 @@
+"""The network reproduces the reference implementation and its checkpoint layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from histdenoise.network import (
+    NetworkConfig,
+    build_network,
+    checkpoint_variables,
+    count_parameters,
+    expected_shapes,
+    frequency_encoding,
+    symmetric_pad,
+)
+from histdenoise.tf_checkpoint import KEY_PREFIX, KEY_SUFFIX
+
+
+def rel_err(a, b) -> float:
+    return float(np.max(np.abs(np.asarray(a) - b)) / np.max(np.abs(b)))
+
+
+def read_tsv(path) -> dict[str, tuple[int, ...]]:
+    out = {}
+    for line in path.read_text().splitlines():
+        key, shape = line.split("\t")
+        assert key.startswith(KEY_PREFIX) and key.endswith(KEY_SUFFIX)
+        out[key[len(KEY_PREFIX) : -len(KEY_SUFFIX)]] = tuple(int(s) for s in shape.split("x"))
+    return out
+
+
+def test_reproduces_reference_outputs(small_model, reference):
+    ref = np.load(reference / "forward_small.npz")
+    stage2, stage1 = small_model(ref["x"])
+    assert stage2.shape == ref["stage2"].shape == (1, 37, 1025, 2)
+    assert rel_err(stage2, ref["stage2"]) < 1e-4
+    assert rel_err(stage1, ref["stage1"]) < 1e-4
+
+
+@pytest.mark.parametrize(
+    ("config", "tsv"),
+    [(NetworkConfig.paper(), "checkpoint_keys_paper.tsv"),
+     (NetworkConfig.small(), "checkpoint_keys_small.tsv")],
+)
+def test_variables_match_reference_keys(config, tsv, reference):
+    assert expected_shapes(config) == read_tsv(reference / tsv)
+
+
+def test_paper_config_parameter_count():
+    assert count_parameters(NetworkConfig.paper()) == 71_408_196
+    assert count_parameters(NetworkConfig.small()) == 1_464_900
+
+
+def test_built_model_variables_are_the_expected_ones():
+    config = NetworkConfig(channels=(4, 8, 8, 16), depth=3, dense_layers=2)
+    model = build_network(config)
+    variables = checkpoint_variables(model)
+    assert {k: tuple(v.shape) for k, v in variables.items()} == expected_shapes(config)
+    assert model.count_params() == count_parameters(config)
+
+
+@pytest.fixture(scope="module")
+def tiny_with_attention():
+    config = NetworkConfig(channels=(4, 8, 8, 16), depth=3, dense_layers=1)
+    return build_network(config, with_attention=True)
+
+
+@pytest.mark.parametrize("frames", [1, 2, 3, 4, 9, 38])
+def test_any_number_of_frames(frames, tiny_with_attention):
+    x = np.random.default_rng(frames).standard_normal((2, frames, 1025, 2)).astype("float32")
+    stage2, stage1, mask = tiny_with_attention(x)
+    assert stage2.shape == stage1.shape == (2, frames, 1025, 2)
+    assert mask.shape == (2, frames, 1025, 4)
+    assert np.all(np.isfinite(stage2))
+    m = np.asarray(mask)
+    assert m.min() >= 0.0 and m.max() <= 1.0
+
+
+def test_frames_are_independent_of_batch_neighbours():
+    model = build_network(NetworkConfig(channels=(4, 8, 8), depth=2, dense_layers=1))
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((1, 12, 1025, 2)).astype("float32")
+    b = rng.standard_normal((1, 12, 1025, 2)).astype("float32")
+    both = np.asarray(model(np.concatenate([a, b]))[0])
+    np.testing.assert_allclose(both[:1], np.asarray(model(a)[0]), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("size", "k"), [(1, 7), (2, 7), (3, 4), (5, 3), (1, 4), (6, 7)])
+def test_symmetric_pad_matches_numpy_for_any_size(size, k):
+    x = np.arange(2 * size * 5 * 3, dtype="float32").reshape(2, size, 5, 3)
+    before, after = k // 2, k // 2 - (1 - k % 2)
+    expected = np.pad(x, [(0, 0), (before, after), (before, after), (0, 0)], mode="symmetric")
+    np.testing.assert_array_equal(np.asarray(symmetric_pad(x, k)), expected)
+
+
+def test_frequency_encoding_values():
+    enc = frequency_encoding(10)
+    assert enc.shape == (1025, 10)
+    np.testing.assert_allclose(enc[0], 1.0)
+    np.testing.assert_allclose(enc[1024], np.cos(2.0 ** np.arange(10) * np.pi), atol=1e-6)
+    np.testing.assert_allclose(enc[512, 0], 0.0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"depth": 0}, {"depth": 7}, {"dense_layers": 0}, {"channels": (8, 0, 8), "depth": 2}],
+)
+def test_invalid_config_is_refused(kwargs):
+    with pytest.raises(ValueError):
+        NetworkConfig(**kwargs)
+
+
+def test_config_dict_round_trip():
+    config = NetworkConfig(channels=(8, 16, 16), depth=2, dense_layers=2)
+    assert NetworkConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="unknown"):
+        NetworkConfig.from_dict({**config.to_dict(), "width": 3})

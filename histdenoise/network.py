@@ -30,6 +30,7 @@ class NetworkConfig:
         channels: filters per level, ``channels[i]`` for encoder level ``i`` and
             ``channels[depth]`` for the bottleneck; at least ``depth + 1`` entries.
             ``channels[0]`` is also the width of the stems and the attention module.
+            Longer lists are cut to ``depth + 1`` entries.
         depth: number of down-sampling levels per stage.
         dense_layers: 3x3 convolutions in each dense block.
         freq_encodings: cosine frequency-position channels appended to the input.
@@ -54,11 +55,8 @@ class NetworkConfig:
             raise ValueError(f"dense_layers must be >= 1, got {self.dense_layers}")
         if any(c < 1 for c in self.channels):
             raise ValueError(f"channels must be positive, got {self.channels}")
-
-    @property
-    def levels(self) -> tuple[int, ...]:
-        """The ``depth + 1`` channel counts actually used."""
-        return self.channels[: self.depth + 1]
+        # Only depth + 1 entries are used: keep the config canonical.
+        object.__setattr__(self, "channels", self.channels[: self.depth + 1])
 
     @classmethod
     def paper(cls) -> NetworkConfig:
@@ -258,7 +256,7 @@ class Encoder(CheckpointLayer):
 
     def __init__(self, config: NetworkConfig, **kwargs):
         super().__init__(**kwargs)
-        n = config.levels
+        n = config.channels
         self.eblocks = [
             EncoderLevel(
                 n[i], n[i + 1], config.dense_layers, name=f"eblock_{i}", dtype=self.dtype_policy
@@ -342,7 +340,7 @@ class Decoder(CheckpointLayer):
 
     def __init__(self, config: NetworkConfig, **kwargs):
         super().__init__(**kwargs)
-        n = config.levels
+        n = config.channels
         self.dblocks = [
             DecoderLevel(
                 n[i], n[i + 1], config.dense_layers, name=f"dblock_{i}", dtype=self.dtype_policy
@@ -523,7 +521,7 @@ def expected_shapes(config: NetworkConfig) -> dict[str, tuple[int, ...]]:
 
     Conv kernels are HWIO; transposed-conv kernels are (h, w, out, in).
     """
-    n, L = config.levels, config.dense_layers
+    n, L = config.channels, config.dense_layers
     shapes: dict[str, tuple[int, ...]] = {}
 
     def conv(path, k, cin, cout):

@@ -40,8 +40,10 @@ def test_reproduces_reference_outputs(small_model, reference):
 
 @pytest.mark.parametrize(
     ("config", "tsv"),
-    [(NetworkConfig.paper(), "checkpoint_keys_paper.tsv"),
-     (NetworkConfig.small(), "checkpoint_keys_small.tsv")],
+    [
+        (NetworkConfig.paper(), "checkpoint_keys_paper.tsv"),
+        (NetworkConfig.small(), "checkpoint_keys_small.tsv"),
+    ],
 )
 def test_variables_match_reference_keys(config, tsv, reference):
     assert expected_shapes(config) == read_tsv(reference / tsv)

@@ -18,6 +18,165 @@ from histdenoise.errors import HistdenoiseError
 EXIT_ERROR = 1
 
 
+# --------------------------------------------------------------------------- denoise
+def add_denoise(sub) -> None:
+    p = sub.add_parser(
+        "denoise",
+        help="denoise recordings: writes <stem>_denoised, <stem>_residual and <stem>_report.json",
+        description="Denoise audio files or folders of them. For each input writes "
+        "<stem>_denoised.<ext> (the cleaned recording), <stem>_residual.<ext> (exactly what "
+        "was removed: denoised + residual == input) and <stem>_report.json, beside the "
+        "input or in OUTDIR. One failing file does not stop the others; the exit code is "
+        "1 if any failed.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders")
+    p.add_argument(
+        "-o",
+        "--out-dir",
+        type=Path,
+        metavar="OUTDIR",
+        help="write outputs here (keeping subfolders) instead of beside the inputs",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME|PATH",
+        help="registry name or checkpoint path (default: the default model)",
+    )
+    p.add_argument("--recursive", action="store_true", help="descend into subfolders")
+    exist = p.add_mutually_exclusive_group()
+    exist.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="skip inputs whose outputs exist (resume an interrupted batch)",
+    )
+    exist.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=2,
+        metavar="N",
+        help="5-second chunks per network call (more is faster on a GPU)",
+    )
+    p.add_argument(
+        "--mono", action="store_true", help="downmix to mono first (as the authors' tool did)"
+    )
+    p.add_argument(
+        "--strength",
+        type=_unit_float,
+        default=1.0,
+        metavar="S",
+        help="0..1: output = input - S * removed",
+    )
+    p.add_argument(
+        "--format",
+        default=None,
+        metavar="FMT",
+        help="output format: WAV, FLAC, OGG, MP3, AIFF, ... (default: the input's)",
+    )
+    p.add_argument(
+        "--subtype",
+        default=None,
+        metavar="SUB",
+        help="output sample format: PCM_16, PCM_24, FLOAT, ... (default: the input's)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_denoise)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _unit_float(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be within 0..1, got {value}")
+    return value
+
+
+def cmd_denoise(args) -> int:
+    from tqdm.auto import tqdm
+
+    from histdenoise.audio import choose_output, probe
+    from histdenoise.batch import collect
+    from histdenoise.denoiser import Denoiser, DenoiseSettings, output_paths
+
+    jobs, errors = collect(args.paths, recursive=args.recursive)
+    for line in errors:
+        _error(line)
+    settings = DenoiseSettings(
+        strength=args.strength, mono=args.mono, format=args.format, subtype=args.subtype
+    )
+    todo, skipped = [], 0
+    for job in jobs:
+        try:
+            info = probe(job.path)
+            fmt = choose_output(info, args.format, args.subtype)
+        except HistdenoiseError as exc:
+            errors.append(str(exc))
+            _error(str(exc))
+            continue
+        outs = output_paths(job.path, job.out_dir(args.out_dir), fmt.extension)
+        if args.skip_existing and all(p.exists() for p in outs):
+            skipped += 1
+            continue
+        todo.append((job, info))
+    done = 0
+    if todo:
+        denoiser = Denoiser(args.model, batch_size=args.batch_size)
+        total = sum(info.duration for _, info in todo)
+        with tqdm(
+            total=round(total, 1),
+            unit="s",
+            desc="all files",
+            disable=args.quiet,
+            position=0,
+            bar_format=_BAR,
+        ) as overall:
+            for job, info in todo:
+                with tqdm(
+                    total=round(info.duration, 1),
+                    unit="s",
+                    desc=job.path.name[:30],
+                    disable=args.quiet,
+                    position=1,
+                    leave=False,
+                    bar_format=_BAR,
+                ) as bar:
+
+                    def progress(sec, _total, bar=bar):
+                        bar.update(round(sec - bar.n, 1))
+
+                    try:
+                        denoiser.denoise_file(
+                            job.path,
+                            job.out_dir(args.out_dir),
+                            settings=settings,
+                            # replaces the incomplete leftovers of an interrupted run
+                            overwrite=args.overwrite or args.skip_existing,
+                            progress=progress,
+                        )
+                        done += 1
+                    except HistdenoiseError as exc:
+                        errors.append(str(exc))
+                        tqdm.write(f"histdenoise: error: {exc}", file=sys.stderr)
+                overall.update(round(info.duration, 1))
+    failed = len(errors)
+    print(f"{done} denoised, {skipped} skipped, {failed} failed", file=sys.stderr)
+    return EXIT_ERROR if failed else 0
+
+
+_BAR = "{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]"
+
+
+def _error(message: str) -> None:
+    print(f"histdenoise: error: {message}", file=sys.stderr)
+
+
 # --------------------------------------------------------------------------- models
 def add_models(sub) -> None:
     p = sub.add_parser("models", help="list the registered models and whether they are cached")
@@ -136,7 +295,7 @@ def cmd_info(args) -> int:
     return 0
 
 
-COMMANDS: tuple[Callable, ...] = (add_models, add_download, add_convert, add_info)
+COMMANDS: tuple[Callable, ...] = (add_denoise, add_models, add_download, add_convert, add_info)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except HistdenoiseError as exc:
-        print(f"histdenoise: error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("histdenoise: interrupted", file=sys.stderr)

@@ -54,3 +54,32 @@ def small_model(reference):
 def server():
     with ModelServer() as srv:
         yield srv
+
+
+SENTINEL_CONFIG = {"channels": (4, 8, 8), "depth": 2, "dense_layers": 1}
+
+
+@pytest.fixture(scope="session")
+def sentinel(tmp_path_factory) -> Path:
+    """A tiny native model with seeded random weights: fast plumbing for every test."""
+    import numpy as np
+
+    from histdenoise.native import ModelCard, save_native
+    from histdenoise.network import NetworkConfig, build_network, checkpoint_variables
+
+    config = NetworkConfig(**SENTINEL_CONFIG)
+    model = build_network(config)
+    rng = np.random.default_rng(0)
+    for var in checkpoint_variables(model).values():
+        var.assign(rng.standard_normal(var.shape).astype("float32") * 0.05)
+    folder = tmp_path_factory.mktemp("models") / "sentinel"
+    return save_native(model, folder, ModelCard(name="sentinel", config=config, licence="MIT"))
+
+
+@pytest.fixture(scope="session")
+def identity_model():
+    """A 'network' whose stage-2 output equals its input."""
+    import keras
+
+    x = keras.Input((None, 1025, 2))
+    return keras.Model(x, [x, x], name="identity")

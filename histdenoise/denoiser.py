@@ -1,0 +1,363 @@
+"""`Denoiser`: arrays and files in, denoised audio and exactly what was removed out."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from histdenoise.audio import (
+    AtomicWriter,
+    AudioError,
+    AudioInfo,
+    OutputFormat,
+    Resampler,
+    choose_output,
+    probe,
+    read_blocks,
+    split_exact,
+    to_float,
+)
+from histdenoise.engine import ChunkConfig, StreamingEngine
+from histdenoise.stft import StftConfig
+
+Progress = Callable[[float, float], None]
+"""Called as ``progress(seconds_done, seconds_total)`` while audio is processed."""
+
+BLOCK_SECONDS = 10.0
+"""Seconds of audio read from a file at a time."""
+
+
+@dataclass(frozen=True)
+class DenoiseSettings:
+    """What to do to a recording.
+
+    Attributes:
+        strength: 0..1; output = input - strength * removed.
+        mono: downmix to one channel first (as the authors' tool did).
+        format: output major format (``WAV``, ``FLAC``, ...); the input's if None.
+        subtype: output subtype (``PCM_16``, ``FLOAT``, ...); the input's if None.
+    """
+
+    strength: float = 1.0
+    mono: bool = False
+    format: str | None = None
+    subtype: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.strength <= 1.0:
+            raise ValueError(f"strength must be within 0..1, got {self.strength}")
+
+
+@dataclass
+class FileResult:
+    """Outcome of `Denoiser.denoise_file`; ``report`` is what the JSON report holds."""
+
+    input: Path
+    denoised: Path
+    removed: Path
+    report_path: Path
+    report: dict = field(default_factory=dict)
+
+
+def output_paths(path: Path, out_dir: Path | None, extension: str) -> tuple[Path, Path, Path]:
+    """``<stem>_denoised<ext>``, ``<stem>_residual<ext>`` and ``<stem>_report.json``."""
+    folder = out_dir if out_dir is not None else path.parent
+    stem = path.stem
+    return (
+        folder / f"{stem}_denoised{extension}",
+        folder / f"{stem}_residual{extension}",
+        folder / f"{stem}_report.json",
+    )
+
+
+class Denoiser:
+    """Denoise recordings with a two-stage U-Net.
+
+    Args:
+        model: registry name, checkpoint path (see `histdenoise.load_network`) or a Keras
+            model; the default model when None.
+        batch_size: spectrogram chunks (5 s of one channel each) per network call.
+        chunk: chunking of the spectrogram (frames per chunk, margin, cross-fade).
+
+    Example::
+
+        d = Denoiser()
+        denoised, removed = d.denoise(audio, 48000)          # (samples,) or (samples, ch)
+        result = d.denoise_file("disc 1.flac", out_dir="out")
+    """
+
+    def __init__(self, model=None, *, batch_size: int = 2, chunk: ChunkConfig | None = None):
+        from histdenoise.loading import load_network
+        from histdenoise.native import ModelCard
+        from histdenoise.registry import DEFAULT_MODEL
+
+        self.model = load_network(model if model is not None else DEFAULT_MODEL)
+        card = getattr(self.model, "histdenoise_card", None)
+        if card is None:
+            config = getattr(self.model, "histdenoise_config", None)
+            card = ModelCard(name=getattr(self.model, "name", "custom"), config=config)
+        self.card = card
+        self.stft = card.stft if card.stft else StftConfig()
+        self.batch_size = max(1, int(batch_size))
+        self.chunk = chunk or ChunkConfig()
+        self._fn = _compile(self.model)
+
+    @property
+    def samplerate(self) -> int:
+        """The model's sample rate, Hz."""
+        return self.stft.sample_rate
+
+    # ------------------------------------------------------------------ streaming core
+    def stream(
+        self,
+        blocks: Iterable[np.ndarray],
+        samplerate: int,
+        channels: int,
+        total: int | None = None,
+        progress: Progress | None = None,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Pair each input block with the network's estimate at the same rate.
+
+        Args:
+            blocks: (channels, samples) blocks in any representation `to_float` takes.
+            samplerate: Hz of ``blocks``.
+            channels: channel count of ``blocks``.
+            total: total samples, for progress.
+            progress: callback in seconds of audio.
+
+        Yields:
+            ``(x, y)``: the input samples (as given) and the denoised estimate, float32,
+            both (channels, n), covering the input exactly once in order.
+        """
+        to_model = Resampler(samplerate, self.samplerate, channels)
+        to_out = Resampler(self.samplerate, samplerate, channels)
+        pending_x: deque[np.ndarray] = deque()
+        engine = StreamingEngine(self._fn, channels, self.stft, self.chunk, self.batch_size)
+        n_in = 0
+
+        def feed() -> Iterator[np.ndarray]:
+            nonlocal n_in
+            for block in blocks:
+                pending_x.append(block)
+                n_in += block.shape[1]
+                yield to_model(to_float(block))
+            yield to_model.flush()
+
+        y_parts: list[np.ndarray] = []
+        y_have = 0
+        done = 0
+
+        def drain(final: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            nonlocal y_have, done
+            while pending_x and (y_have >= pending_x[0].shape[1] or final):
+                x = pending_x.popleft()
+                n = x.shape[1]
+                y = (
+                    np.concatenate(y_parts, axis=1)
+                    if y_parts
+                    else np.zeros((channels, 0), np.float32)
+                )
+                if y.shape[1] < n:  # resampling may end a sample or two short
+                    y = np.pad(
+                        y, ((0, 0), (0, n - y.shape[1])), mode="edge" if y.shape[1] else "constant"
+                    )
+                y_parts[:] = [y[:, n:]]
+                y_have = y_parts[0].shape[1]
+                done += n
+                if progress and total:
+                    progress(done / samplerate, total / samplerate)
+                yield x, y[:, :n]
+
+        for y in engine.process(feed()):
+            part = to_out(y)
+            if part.shape[1]:
+                y_parts.append(part)
+                y_have += part.shape[1]
+            yield from drain(final=False)
+        tail = to_out.flush()
+        if tail.shape[1]:
+            y_parts.append(tail)
+            y_have += tail.shape[1]
+        yield from drain(final=True)
+
+    # ------------------------------------------------------------------ arrays
+    def denoise(
+        self,
+        audio: np.ndarray,
+        samplerate: int,
+        *,
+        strength: float = 1.0,
+        mono: bool = False,
+        progress: Progress | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Denoise an array.
+
+        Args:
+            audio: (samples,) or (samples, channels) float in [-1, 1].
+            samplerate: Hz.
+            strength: 0..1; output = input - strength * removed.
+            mono: downmix to one channel first.
+            progress: callback in seconds of audio.
+
+        Returns:
+            ``(denoised, removed)``, float32, shaped like ``audio`` (one channel with
+            ``mono``), with ``denoised + removed == input`` in float32.
+        """
+        settings = DenoiseSettings(strength=strength, mono=mono)
+        x = np.asarray(audio, dtype=np.float32)
+        if x.ndim not in (1, 2) or x.shape[0] == 0:
+            raise AudioError(f"audio must be (samples,) or (samples, channels), got {x.shape}")
+        if not np.all(np.isfinite(x)):
+            raise AudioError("audio contains NaN or Inf samples")
+        flat = x.ndim == 1
+        xc = x[None, :] if flat else x.T
+        if mono:
+            xc = xc.mean(axis=0, keepdims=True)
+        block = int(BLOCK_SECONDS * samplerate)
+        blocks = (xc[:, i : i + block] for i in range(0, xc.shape[1], block))
+        out_fmt = OutputFormat("RAW", "FLOAT", "")
+        den, rem = [], []
+        for xb, yb in self.stream(blocks, samplerate, xc.shape[0], xc.shape[1], progress):
+            target = _apply_strength(xb, yb, settings.strength)
+            d, r, _ = split_exact(xb, target, out_fmt)
+            den.append(d)
+            rem.append(r)
+        d = np.concatenate(den, axis=1)
+        r = np.concatenate(rem, axis=1)
+        if flat or mono:
+            return d[0], r[0]
+        return d.T, r.T
+
+    # ------------------------------------------------------------------ files
+    def denoise_file(
+        self,
+        path: str | Path,
+        out_dir: str | Path | None = None,
+        *,
+        settings: DenoiseSettings | None = None,
+        overwrite: bool = False,
+        progress: Progress | None = None,
+    ) -> FileResult:
+        """Denoise one file; write the denoised audio, the removed part and a JSON report.
+
+        Outputs go beside the input (or into ``out_dir``) under temporary names and are
+        renamed only when complete; on any error none is left behind.
+        """
+        settings = settings or DenoiseSettings()
+        path = Path(path)
+        info = probe(path)
+        out_fmt = choose_output(info, settings.format, settings.subtype)
+        folder = Path(out_dir) if out_dir is not None else None
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+        den_path, rem_path, rep_path = output_paths(path, folder, out_fmt.extension)
+        for p in (den_path, rem_path):
+            if p.resolve() == path.resolve():
+                raise AudioError(f"{path}: output would overwrite the input")
+            if p.exists() and not overwrite:
+                raise AudioError(f"{p}: already exists (use --overwrite or --skip-existing)")
+        channels = 1 if settings.mono else info.channels
+        t0 = time.perf_counter()
+        stats = {"residual_clipped": 0, "inexact": 0}
+        block = max(1, int(BLOCK_SECONDS * info.samplerate))
+
+        def blocks():
+            for b in read_blocks(info, block):
+                if settings.mono and b.shape[0] > 1:
+                    b = to_float(b).mean(axis=0, keepdims=True)
+                yield b
+
+        with (
+            AtomicWriter(den_path, info.samplerate, channels, out_fmt) as wd,
+            AtomicWriter(rem_path, info.samplerate, channels, out_fmt) as wr,
+        ):
+            for xb, yb in self.stream(blocks(), info.samplerate, channels, info.frames, progress):
+                target = _apply_strength(xb, yb, settings.strength)
+                d, r, bad = split_exact(xb, target, out_fmt)
+                key = "residual_clipped" if out_fmt.subtype.startswith("PCM") else "inexact"
+                stats[key] += bad
+                wd.write(d)
+                wr.write(r)
+            elapsed = time.perf_counter() - t0
+            report = self._report(info, out_fmt, settings, den_path, rem_path, elapsed, stats)
+            tmp_report = rep_path.with_name(f".{rep_path.name}.{os.getpid()}.part")
+            tmp_report.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+            wd.commit()
+            wr.commit()
+            os.replace(tmp_report, rep_path)
+        return FileResult(path, den_path, rem_path, rep_path, report)
+
+    def _report(
+        self,
+        info: AudioInfo,
+        out_fmt: OutputFormat,
+        settings: DenoiseSettings,
+        den: Path,
+        rem: Path,
+        elapsed: float,
+        stats: dict,
+    ) -> dict:
+        from histdenoise import __version__
+
+        return {
+            "input": str(info.path),
+            "denoised": str(den),
+            "removed": str(rem),
+            "model": {
+                "name": self.card.name,
+                "weights_sha256": self.card.weights_sha256,
+                "licence": self.card.licence,
+            },
+            "settings": {
+                **asdict(settings),
+                "batch_size": self.batch_size,
+                "chunk": asdict(self.chunk),
+            },
+            "input_audio": {
+                "samplerate": info.samplerate,
+                "channels": info.channels,
+                "samples": info.frames,
+                "seconds": round(info.duration, 6),
+                "format": info.format,
+                "subtype": info.subtype,
+            },
+            "output_audio": {
+                "format": out_fmt.format,
+                "subtype": out_fmt.subtype,
+                "channels": 1 if settings.mono else info.channels,
+                "denoised_plus_removed_equals_input": out_fmt.exact,
+                **stats,
+            },
+            "processing_seconds": round(elapsed, 3),
+            "real_time_factor": round(elapsed / info.duration, 4),
+            "histdenoise": __version__,
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+
+def _apply_strength(x: np.ndarray, y: np.ndarray, strength: float) -> np.ndarray:
+    """``input - strength * (input - estimate)`` in float64."""
+    xf = to_float(x)
+    return xf - strength * (xf - y.astype(np.float64))
+
+
+def _compile(model) -> Callable[[np.ndarray], np.ndarray]:
+    """The network as a traced function returning stage 2 only."""
+    import tensorflow as tf
+
+    bins = model.input_shape[2]
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, None, bins, 2], tf.float32)], reduce_retracing=True
+    )
+    def run(x):
+        return model(x, training=False)[0]
+
+    return lambda x: run(tf.constant(x)).numpy()

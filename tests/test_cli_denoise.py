@@ -1,0 +1,193 @@
+"""`histdenoise denoise`: every flag, batches, failures and resuming, run for real."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from histdenoise.cli import main
+
+
+def write(path, seconds=0.5, sr=44100, channels=1, subtype="PCM_16"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * sr)) / sr
+    x = np.stack([0.3 * np.sin(2 * np.pi * 330 * (c + 1) * t) for c in range(channels)], 1)
+    sf.write(
+        path, x + 0.01 * np.random.default_rng(0).standard_normal(x.shape), sr, subtype=subtype
+    )
+    return path
+
+
+def outputs(folder):
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def test_files_and_outdir(sentinel, tmp_path, capsys):
+    a = write(tmp_path / "in" / "side A.wav")
+    b = write(tmp_path / "in" / "Ölmühle B.flac", channels=2)
+    out = tmp_path / "out dir"
+    assert (
+        main(["denoise", str(a), str(b), "-o", str(out), "--model", str(sentinel), "--quiet"]) == 0
+    )
+    assert outputs(out) == [
+        "side A_denoised.wav",
+        "side A_report.json",
+        "side A_residual.wav",
+        "Ölmühle B_denoised.flac",
+        "Ölmühle B_report.json",
+        "Ölmühle B_residual.flac",
+    ]
+    assert "2 denoised, 0 skipped, 0 failed" in capsys.readouterr().err
+    assert sf.info(str(out / "Ölmühle B_denoised.flac")).channels == 2
+
+
+def test_folder_recursive_keeps_structure_and_ignores_own_outputs(sentinel, tmp_path):
+    root = tmp_path / "shelf"
+    write(root / "a.wav")
+    write(root / "box 1" / "b.wav")
+    (root / "notes.txt").write_text("not audio")
+    assert main(["denoise", str(root), "--model", str(sentinel), "--quiet"]) == 0
+    assert (root / "a_denoised.wav").exists() and not (root / "box 1" / "b_denoised.wav").exists()
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "denoise",
+                str(root),
+                "--recursive",
+                "-o",
+                str(out),
+                "--model",
+                str(sentinel),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert outputs(out) == [
+        "a_denoised.wav",
+        "a_report.json",
+        "a_residual.wav",
+        "box 1/b_denoised.wav",
+        "box 1/b_report.json",
+        "box 1/b_residual.wav",
+    ]
+
+
+def test_one_failure_does_not_stop_the_batch(sentinel, tmp_path, capsys):
+    good = write(tmp_path / "good.wav")
+    bad = tmp_path / "bad.wav"
+    bad.write_text("garbage")
+    code = main(
+        [
+            "denoise",
+            str(bad),
+            str(good),
+            str(tmp_path / "missing.wav"),
+            "--model",
+            str(sentinel),
+            "--quiet",
+        ]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"histdenoise: error: {bad}: not a readable audio file" in err
+    assert f"histdenoise: error: {tmp_path / 'missing.wav'}: no such file or folder" in err
+    assert "1 denoised, 0 skipped, 2 failed" in err
+    assert (tmp_path / "good_denoised.wav").exists()
+    assert not (tmp_path / "bad_denoised.wav").exists()
+
+
+def test_empty_folder_is_an_error(sentinel, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["denoise", str(tmp_path / "empty"), "--model", str(sentinel)]) == 1
+    assert "no audio files in this folder" in capsys.readouterr().err
+
+
+def test_skip_existing_and_overwrite(sentinel, tmp_path, capsys):
+    a = write(tmp_path / "a.wav")
+    b = write(tmp_path / "b.wav")
+    args = ["denoise", str(a), str(b), "--model", str(sentinel), "--quiet"]
+    assert main(args[:2] + args[3:]) == 0  # only a
+    stamp = (tmp_path / "a_report.json").stat().st_mtime_ns
+    assert main(args) == 1  # a's outputs exist
+    assert "a_denoised.wav: already exists" in capsys.readouterr().err
+    assert (tmp_path / "b_denoised.wav").exists()
+    (tmp_path / "b_denoised.wav").unlink()
+    assert main([*args, "--skip-existing"]) == 0
+    assert "1 denoised, 1 skipped, 0 failed" in capsys.readouterr().err
+    assert (tmp_path / "a_report.json").stat().st_mtime_ns == stamp
+    assert main([*args, "--overwrite"]) == 0
+    assert (tmp_path / "a_report.json").stat().st_mtime_ns != stamp
+    with pytest.raises(SystemExit):
+        main([*args, "--overwrite", "--skip-existing"])
+
+
+def test_settings_flags_reach_the_report(sentinel, tmp_path):
+    a = write(tmp_path / "a.wav", channels=2, sr=48000)
+    assert (
+        main(
+            [
+                "denoise",
+                str(a),
+                "--model",
+                str(sentinel),
+                "--quiet",
+                "--mono",
+                "--strength",
+                "0.25",
+                "--batch-size",
+                "3",
+                "--format",
+                "flac",
+                "--subtype",
+                "pcm_24",
+            ]
+        )
+        == 0
+    )
+    report = json.loads((tmp_path / "a_report.json").read_text())
+    assert report["settings"]["strength"] == 0.25 and report["settings"]["mono"] is True
+    assert report["settings"]["batch_size"] == 3
+    info = sf.info(str(tmp_path / "a_denoised.flac"))
+    assert (info.format, info.subtype, info.channels, info.samplerate) == (
+        "FLAC",
+        "PCM_24",
+        1,
+        48000,
+    )
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--strength", "1.5"), ("--strength", "x"), ("--batch-size", "0")]
+)
+def test_invalid_values_are_refused(flag, value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["denoise", str(tmp_path), flag, value])
+    assert e.value.code == 2
+    assert flag in capsys.readouterr().err
+
+
+def test_bad_format_is_one_line(sentinel, tmp_path, capsys):
+    a = write(tmp_path / "a.wav")
+    assert main(["denoise", str(a), "--model", str(sentinel), "--format", "XYZ"]) == 1
+    assert "unknown output format 'XYZ'" in capsys.readouterr().err
+    assert main(["denoise", str(a), "--model", str(sentinel), "--subtype", "VORBIS"]) == 1
+    assert "format WAV cannot hold subtype VORBIS" in capsys.readouterr().err
+
+
+def test_progress_bars_count_seconds(sentinel, tmp_path):
+    a = write(tmp_path / "a.wav", seconds=1.0)
+    out = subprocess.run(
+        [sys.executable, "-m", "histdenoise", "denoise", str(a), "--model", str(sentinel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "all files: 100%" in out.stderr and "1.0/1.0 s" in out.stderr

@@ -7,6 +7,7 @@ declares its options; errors derived from `HistdenoiseError` print one line and 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -177,6 +178,115 @@ def _error(message: str) -> None:
     print(f"histdenoise: error: {message}", file=sys.stderr)
 
 
+# --------------------------------------------------------------------------- build-corpus
+def add_build_corpus(sub) -> None:
+    p = sub.add_parser(
+        "build-corpus",
+        help="render an offline corpus of clean classical music (music21 + FluidSynth)",
+        description="Render scores from the music21 corpus with FluidSynth and Debian's GM "
+        "soundfonts (humanised), plus the Wesnoth orchestral recordings, into OUT as "
+        "<split>/<category>/<piece>.flac and corpus.csv. Resumes an interrupted build.",
+    )
+    p.add_argument("out", type=Path, help="output folder")
+    p.add_argument(
+        "--per-category",
+        type=_positive_int,
+        default=40,
+        metavar="N",
+        help="score renderings per category (piano, strings, choir)",
+    )
+    p.add_argument(
+        "--no-orchestra", action="store_true", help="leave out the Wesnoth orchestral recordings"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of piece choice and humanisation")
+    p.add_argument("--workers", type=_positive_int, default=2, help="parallel renderers")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_build_corpus)
+
+
+def cmd_build_corpus(args) -> int:
+    from histdenoise.corpus import CorpusConfig, build_corpus
+
+    config = CorpusConfig(
+        per_category=args.per_category,
+        orchestra=not args.no_orchestra,
+        seed=args.seed,
+        workers=args.workers,
+    )
+    rows = build_corpus(args.out, config, progress=not args.quiet)
+    hours = sum(float(r["seconds"]) for r in rows) / 3600
+    print(f"{args.out}: {len(rows)} pieces, {hours:.2f} h")
+    return 0
+
+
+# --------------------------------------------------------------------------- train
+def add_train(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model from a JSON config (resumes an interrupted run)",
+        description="Train the two-stage U-Net as set out in CONFIG (JSON: the fields of "
+        "histdenoise.training.TrainConfig). Checkpoints, TensorBoard logs and history.csv go "
+        "to the run folder; a finished run is exported as a native model in <run>/model.",
+    )
+    p.add_argument("config", type=Path, help="training config (JSON)")
+    p.add_argument("--run-dir", type=Path, help="override the config's run folder")
+    p.add_argument("--steps", type=_positive_int, help="override the total steps")
+    p.add_argument("--max-minutes", type=float, help="stop (resumably) after this long")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args) -> int:
+    from histdenoise.training import TrainConfig, train
+
+    config = TrainConfig.from_json(args.config)
+    if args.run_dir:
+        config.run_dir = str(args.run_dir)
+    if args.steps:
+        config.steps = args.steps
+    if args.max_minutes is not None:
+        config.max_minutes = args.max_minutes
+    result, model = train(config, progress=not args.quiet)
+    print(json.dumps(result))
+    print(f"model: {model}" if model else "stopped before the last step; run again to resume")
+    return 0
+
+
+# --------------------------------------------------------------------------- evaluate
+def add_evaluate(sub) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score a model and baselines on a test set (table + plots)",
+        description="Denoise every example of TESTSET (a folder with testset.csv, or a corpus "
+        "folder, whose test split is then made into one) with MODEL and the baselines "
+        "(untouched input, noisereduce at its best settings for the set). Prints a table of "
+        "SI-SDR and SNR improvement per input SNR; writes results.csv, summary.json, "
+        "table.md and si_sdr.png to OUT.",
+    )
+    p.add_argument("model", help="registry name or checkpoint path")
+    p.add_argument("testset", type=Path, help="test set folder, or corpus folder")
+    p.add_argument("-o", "--out", type=Path, default=Path("evaluation"), help="results folder")
+    p.add_argument("--no-baselines", action="store_true", help="skip noisereduce")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(args) -> int:
+    from histdenoise.evaluate import build_testset, evaluate, format_table, save_results, summarise
+
+    testset = args.testset
+    if not (testset / "testset.csv").is_file() and (testset / "corpus.csv").is_file():
+        build_testset([str(testset)], args.out / "testset")
+        testset = args.out / "testset"
+    rows, info = evaluate(
+        args.model, testset, baselines=not args.no_baselines, progress=not args.quiet
+    )
+    paths = save_results(rows, info, args.out)
+    print(format_table(summarise(rows)))
+    print(f"results: {paths['table']}, {paths['plot']}")
+    return 0
+
+
 # --------------------------------------------------------------------------- models
 def add_models(sub) -> None:
     p = sub.add_parser("models", help="list the registered models and whether they are cached")
@@ -295,7 +405,16 @@ def cmd_info(args) -> int:
     return 0
 
 
-COMMANDS: tuple[Callable, ...] = (add_denoise, add_models, add_download, add_convert, add_info)
+COMMANDS: tuple[Callable, ...] = (
+    add_denoise,
+    add_download,
+    add_models,
+    add_convert,
+    add_info,
+    add_build_corpus,
+    add_train,
+    add_evaluate,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

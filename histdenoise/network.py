@@ -209,10 +209,14 @@ class DenseBlock(CheckpointLayer):
 
 
 class IBlock(CheckpointLayer):
-    """Dense block plus a linear 1x1 convolution of the input, summed."""
+    """Dense block plus a linear 1x1 convolution of the input, summed.
 
-    def __init__(self, filters: int, dense_layers: int, **kwargs):
+    With ``remat``, its activations are recomputed in the backward pass instead of kept.
+    """
+
+    def __init__(self, filters: int, dense_layers: int, remat: bool = False, **kwargs):
         super().__init__(**kwargs)
+        self.remat = remat
         self.tfc = DenseBlock(filters, dense_layers, name="tfc", dtype=self.dtype_policy)
         self.conv2d_res = PaddedConv2D(
             filters, 1, activation=None, name="conv2d_res", dtype=self.dtype_policy
@@ -223,6 +227,11 @@ class IBlock(CheckpointLayer):
         self.conv2d_res.build(input_shape)
 
     def call(self, x):
+        if self.remat:
+            return keras.remat(self._forward)(x)
+        return self._forward(x)
+
+    def _forward(self, x):
         return self.tfc(x) + self.conv2d_res(x)
 
     def checkpoint_children(self):
@@ -232,9 +241,11 @@ class IBlock(CheckpointLayer):
 class EncoderLevel(CheckpointLayer):
     """I-block (the skip) followed by a stride-2 4x4 ELU convolution."""
 
-    def __init__(self, filters: int, out_filters: int, dense_layers: int, **kwargs):
+    def __init__(
+        self, filters: int, out_filters: int, dense_layers: int, remat: bool = False, **kwargs
+    ):
         super().__init__(**kwargs)
-        self.i_block = IBlock(filters, dense_layers, name="i_block", dtype=self.dtype_policy)
+        self.i_block = IBlock(filters, dense_layers, remat, name="i_block", dtype=self.dtype_policy)
         self.conv2d_2 = PaddedConv2D(
             out_filters, 4, strides=2, name="conv2d_2", dtype=self.dtype_policy
         )
@@ -254,16 +265,23 @@ class EncoderLevel(CheckpointLayer):
 class Encoder(CheckpointLayer):
     """``depth`` encoder levels and the bottleneck I-block; returns (bottom, skips)."""
 
-    def __init__(self, config: NetworkConfig, **kwargs):
+    def __init__(self, config: NetworkConfig, remat: bool = False, **kwargs):
         super().__init__(**kwargs)
         n = config.channels
         self.eblocks = [
             EncoderLevel(
-                n[i], n[i + 1], config.dense_layers, name=f"eblock_{i}", dtype=self.dtype_policy
+                n[i],
+                n[i + 1],
+                config.dense_layers,
+                remat,
+                name=f"eblock_{i}",
+                dtype=self.dtype_policy,
             )
             for i in range(config.depth)
         ]
-        self.i_block = IBlock(n[-1], config.dense_layers, name="i_block", dtype=self.dtype_policy)
+        self.i_block = IBlock(
+            n[-1], config.dense_layers, remat, name="i_block", dtype=self.dtype_policy
+        )
 
     def build(self, input_shape):
         shape = tuple(input_shape)
@@ -293,7 +311,9 @@ def _down(shape):
 class DecoderLevel(CheckpointLayer):
     """Up-sampling (transposed conv + nearest neighbour), skip concatenation, I-block."""
 
-    def __init__(self, filters: int, in_filters: int, dense_layers: int, **kwargs):
+    def __init__(
+        self, filters: int, in_filters: int, dense_layers: int, remat: bool = False, **kwargs
+    ):
         super().__init__(**kwargs)
         self.tconv_1 = keras.layers.Conv2DTranspose(
             filters,
@@ -310,7 +330,7 @@ class DecoderLevel(CheckpointLayer):
         self.projection = None
         if in_filters != filters:
             self.projection = PaddedConv2D(filters, 1, name="projection", dtype=self.dtype_policy)
-        self.i_block = IBlock(filters, dense_layers, name="i_block", dtype=self.dtype_policy)
+        self.i_block = IBlock(filters, dense_layers, remat, name="i_block", dtype=self.dtype_policy)
         self.filters = filters
 
     def build(self, h_shape, skip_shape):
@@ -338,12 +358,17 @@ class DecoderLevel(CheckpointLayer):
 class Decoder(CheckpointLayer):
     """``depth`` decoder levels, deepest first; returns (batch, frames, bins, channels[0])."""
 
-    def __init__(self, config: NetworkConfig, **kwargs):
+    def __init__(self, config: NetworkConfig, remat: bool = False, **kwargs):
         super().__init__(**kwargs)
         n = config.channels
         self.dblocks = [
             DecoderLevel(
-                n[i], n[i + 1], config.dense_layers, name=f"dblock_{i}", dtype=self.dtype_policy
+                n[i],
+                n[i + 1],
+                config.dense_layers,
+                remat,
+                name=f"dblock_{i}",
+                dtype=self.dtype_policy,
             )
             for i in range(config.depth)
         ]
@@ -455,6 +480,7 @@ def build_network(
     *,
     with_attention: bool = False,
     dtype: str | None = None,
+    remat: bool = False,
 ) -> keras.Model:
     """Build the two-stage U-Net for input (batch, frames, bins, 2).
 
@@ -462,6 +488,8 @@ def build_network(
         config: network shape; the paper's when omitted.
         with_attention: also output the attention mask (batch, frames, bins, channels[0]).
         dtype: a Keras dtype policy name such as ``"mixed_float16"``; the global one if None.
+        remat: recompute each I-block's activations in the backward pass (less memory
+            for training, about a third more compute).
 
     Returns:
         A functional Keras model with outputs ``(stage2, stage1)`` (plus the mask), each
@@ -474,14 +502,14 @@ def build_network(
     xf = FrequencyEncoding(config.freq_encodings, config.freq_bins, name="freq_encoding", **kw)(x)
 
     f = PaddedConv2D(n0, 7, name="conv2d_1", **kw)(xf)
-    bottom, skips = Encoder(config, name="encoder_s1", **kw)(f)
-    f = Decoder(config, name="decoder_s1", **kw)(bottom, skips)
+    bottom, skips = Encoder(config, remat, name="encoder_s1", **kw)(f)
+    f = Decoder(config, remat, name="decoder_s1", **kw)(bottom, skips)
     f, stage1, mask = SupervisedAttention(n0, name="sam_1", **kw)(f, x)
 
     g = PaddedConv2D(n0, 7, name="conv2d_2", **kw)(xf)
     g = keras.layers.Concatenate(axis=-1, name="stage2_input", **kw)([g, f])
-    bottom, skips = Encoder(config, name="encoder_s2", **kw)(g)
-    g = Decoder(config, name="decoder_s2", **kw)(bottom, skips)
+    bottom, skips = Encoder(config, remat, name="encoder_s2", **kw)(g)
+    g = Decoder(config, remat, name="decoder_s2", **kw)(bottom, skips)
     stage2 = FinalBlock(name="finalblock", **kw)(g)
 
     outputs = [stage2, stage1] + ([mask] if with_attention else [])
@@ -567,7 +595,46 @@ __all__ = [
     "build_network",
     "checkpoint_layers",
     "checkpoint_variables",
+    "count_flops",
     "count_parameters",
     "expected_shapes",
     "frequency_encoding",
 ]
+
+
+def count_flops(config: NetworkConfig, frames: int) -> int:
+    """Floating-point operations (2 per multiply-add) of one pass over ``frames`` frames.
+
+    Counts the convolutions, which are all but a fraction of a percent of the work. The
+    paper config needs about 800 GFLOP for a 431-frame (5 s) chunk.
+    """
+    n, L = config.channels, config.dense_layers
+    sizes = [(frames, config.freq_bins)]
+    for _ in range(config.depth):
+        t, f = sizes[-1]
+        sizes.append((-(-t // 2), -(-f // 2)))
+
+    def conv(size, k, cin, cout):
+        return 2 * size[0] * size[1] * k * k * cin * cout
+
+    def iblock(size, cin, cout):
+        return sum(conv(size, 3, cin + j * cout, cout) for j in range(L)) + conv(size, 1, cin, cout)
+
+    total = 0
+    stem_in = 2 + config.freq_encodings
+    for enc_in in (n[0], 2 * n[0]):
+        total += conv(sizes[0], 7, stem_in, n[0])
+        cin = enc_in
+        for i in range(config.depth):
+            total += iblock(sizes[i], cin, n[i]) + conv(sizes[i + 1], 4, n[i], n[i + 1])
+            cin = n[i + 1]
+        total += iblock(sizes[config.depth], cin, n[config.depth])
+        for i in range(config.depth):
+            total += conv(sizes[i + 1], 4, n[i + 1], n[i])  # transposed: per input pixel
+            up = (2 * sizes[i + 1][0], 2 * sizes[i + 1][1])
+            if n[i] != n[i + 1]:
+                total += conv(up, 1, n[i + 1], n[i])
+            total += iblock(sizes[i], 2 * n[i], n[i])
+    total += conv(sizes[0], 3, n[0], n[0]) + conv(sizes[0], 3, n[0], 2)
+    total += conv(sizes[0], 3, 2, n[0]) + conv(sizes[0], 3, n[0], 2)
+    return int(total)

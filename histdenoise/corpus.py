@@ -6,10 +6,12 @@ Sources (all offline once installed):
   string quartets of Beethoven, Mozart and Haydn (strings), piano pieces plus chorales and
   quartets played on keyboard instruments (piano);
 - General MIDI soundfonts from Debian: ``fluid-soundfont-gm`` and
-  ``musescore-general-soundfont``, rendered by ``fluidsynth``;
+  ``musescore-general-soundfont``, played by FluidSynth (``libfluidsynth`` through
+  ``pyfluidsynth``, note by note, so that a rendering always ends);
 - orchestral recordings of the Debian package ``wesnoth-1.16-music`` (orchestra).
 
-Each rendering is humanised: tempo and its drift, per-part loudness, note velocities, and
+Each rendering is humanised: tempo and its drift, note timing, per-part loudness, note
+velocities, and
 the instrument (GM program) and soundfont are drawn at random. Pieces are assigned to
 ``train`` / ``validation`` / ``test`` by a hash of the source score, never by segment,
 so a piece heard in training never appears in the test split, in any rendering.
@@ -22,12 +24,10 @@ and ``<out>/corpus.csv`` listing every file with its provenance.
 from __future__ import annotations
 
 import csv
-import shutil
-import subprocess
-import tempfile
 import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +46,6 @@ SOUNDFONTS = (
     "/usr/share/sounds/sf3/MuseScore_General_Full.sf3",
     "/usr/share/sounds/sf3/MuseScore_General.sf3",  # a link to the Full one on Debian
 )
-RENDER_TIMEOUT_S = 180
-"""A rendering that takes longer is abandoned (a broken score), not waited for."""
 SOUNDFONT_WEIGHT = {"MuseScore_General_Full.sf3": 0.4, "MuseScore_General.sf3": 0.0}
 """Relative chance of each soundfont (the compressed MuseScore font renders slowly)."""
 WESNOTH_MUSIC = "/usr/share/games/wesnoth/1.16/data/core/music"
@@ -133,66 +131,105 @@ def plan_scores(per_category: int, seed: int = 0) -> list[ScoreJob]:
     return jobs
 
 
-def render_score(job: ScoreJob, out_root: Path) -> dict:
-    """Render one humanised score to FLAC; returns its corpus.csv row."""
-    import soundfile as sf
-    from music21 import corpus, instrument, tempo
+def score_events(job: ScoreJob) -> tuple[list[tuple[float, float, int, int, int]], dict]:
+    """Humanised note events of a score: (start s, end s, channel, key, velocity).
+
+    Tempo: a random base tempo with a slow random drift (rubato) every 4 beats; timing: each
+    note start and end moved by a few milliseconds; loudness: a base level per part and a
+    velocity spread per note; one GM program per part drawn from the category's list.
+    """
+    from music21 import corpus
 
     rng = np.random.default_rng(job.seed)
     score = corpus.parse(job.source)
     if len(score.parts) and len(score.parts[0].getElementsByClass("Measure")) > MAX_MEASURES:
         score = score.measures(0, MAX_MEASURES)
-    # every tempo indication goes (metric modulations can become absurd MIDI tempi)
-    for mark in list(score.recurse().getElementsByClass(tempo.TempoIndication)):
-        mark.activeSite.remove(mark)
     bpm = float(rng.uniform(*TEMPO_BPM[job.category]))
-    programs = []
-    for part in score.parts:
-        for inst in list(part.recurse().getElementsByClass(instrument.Instrument)):
-            inst.activeSite.remove(inst)
-        new = instrument.Instrument()
-        new.midiProgram = int(rng.choice(PROGRAMS[job.category]))
-        programs.append(new.midiProgram)
-        part.insert(0, new)
+    end_q = float(score.highestTime)
+    # seconds at each 4-beat boundary, integrating the drifting tempo
+    bounds = np.arange(0.0, end_q + 8.0, 4.0)
+    drift = np.zeros(bounds.size)
+    for k in range(1, bounds.size):
+        drift[k] = np.clip(0.8 * drift[k - 1] + rng.normal(0, 0.03), -0.12, 0.12)
+    seconds = np.concatenate([[0.0], np.cumsum(4.0 * 60.0 / (bpm * (1 + drift[:-1])))])
+
+    def q2s(q: float) -> float:
+        return float(np.interp(q, bounds, seconds))
+
+    events, programs = [], []
+    channels = [c for c in range(16) if c != 9]  # channel 10 is percussion in GM
+    for i, part in enumerate(score.parts):
+        ch = channels[i % len(channels)]
+        programs.append(int(rng.choice(PROGRAMS[job.category])))
         base = rng.uniform(55, 105)
-        for n in part.recurse().notes:
-            n.volume.velocity = int(np.clip(base + rng.normal(0, 8), 20, 127))
-    # Timing: a slow random tempo drift (rubato) every 4 beats. Per-note offset jitter is
-    # avoided: overlapping repeated notes leave FluidSynth voices hanging forever.
-    end = score.highestTime
-    drift = 0.0
-    for beat in np.arange(0.0, end, 4.0):
-        drift = float(np.clip(0.8 * drift + rng.normal(0, 0.03), -0.12, 0.12))
-        score.parts[0].insert(float(beat), tempo.MetronomeMark(number=bpm * (1 + drift)))
+        for n in part.flatten().notes:
+            t0 = q2s(float(n.offset)) + rng.normal(0, 0.006)
+            t1 = q2s(float(n.offset + n.quarterLength)) + rng.normal(0, 0.006)
+            vel = int(np.clip(base + rng.normal(0, 8), 20, 127))
+            for p in n.pitches:
+                if t1 > t0 + 0.01:
+                    events.append((max(0.0, t0), t1, ch, int(p.midi), vel))
+    channel_of = [channels[i % len(channels)] for i in range(len(score.parts))]
+    return events, {"programs": programs, "channels": channel_of, "tempo_bpm": round(bpm, 1)}
+
+
+@lru_cache(maxsize=2)
+def _synth(soundfont: str):
+    """A FluidSynth instance with ``soundfont`` loaded (reused within a process)."""
+    import fluidsynth
+
+    synth = fluidsynth.Synth(gain=0.4, samplerate=float(SAMPLE_RATE))
+    synth.setting("synth.reverb.active", 0)
+    synth.setting("synth.chorus.active", 0)
+    return synth, synth.sfload(soundfont)
+
+
+def synthesize(events, programs: dict[int, int], soundfont: str, tail_s: float = 1.5) -> np.ndarray:
+    """Render note events to mono float32 at 44.1 kHz.
+
+    The length is bounded by the last note-off plus ``tail_s``: no stuck note can make a
+    rendering run on (as FluidSynth's own MIDI-file renderer does on some scores).
+    """
+    synth, sfid = _synth(soundfont)
+    synth.system_reset()
+    for ch, prog in programs.items():
+        synth.program_select(ch, sfid, 0, prog)
+    timeline = []
+    for t0, t1, ch, key, vel in events:
+        timeline.append((t0, 1, ch, key, vel))
+        timeline.append((t1, 0, ch, key, 0))
+    timeline.sort(key=lambda e: (e[0], e[1]))
+    total = int((max((e[0] for e in timeline), default=0.0) + tail_s) * SAMPLE_RATE)
+    out, pos = [], 0
+    for t, on, ch, key, vel in timeline:
+        at = min(total, int(t * SAMPLE_RATE))
+        if at > pos:
+            out.append(synth.get_samples(at - pos))
+            pos = at
+        if on:
+            synth.noteon(ch, key, vel)
+        else:
+            synth.noteoff(ch, key)
+    for ch in programs:
+        synth.all_notes_off(ch)
+    if total > pos:
+        out.append(synth.get_samples(total - pos))
+    stereo = np.concatenate(out).astype(np.float32).reshape(-1, 2) / 32768.0
+    return stereo.mean(axis=1)
+
+
+def render_score(job: ScoreJob, out_root: Path) -> dict:
+    """Render one humanised score to FLAC; returns its corpus.csv row."""
+    rng = np.random.default_rng(job.seed + 1)
+    events, info = score_events(job)
     fonts = available_soundfonts()
     weights = np.array([SOUNDFONT_WEIGHT.get(Path(f).name, 1.0) for f in fonts])
     soundfont = str(rng.choice(fonts, p=weights / weights.sum()))
-    with tempfile.TemporaryDirectory() as tmp:
-        midi = Path(tmp) / "score.mid"
-        wav = Path(tmp) / "render.wav"
-        score.write("midi", fp=str(midi))
-        cmd = [
-            "fluidsynth",
-            "-ni",
-            "-q",
-            "-R",
-            "0",
-            "-C",
-            "0",
-            "-g",
-            "0.5",
-            "-r",
-            str(SAMPLE_RATE),
-            "-F",
-            str(wav),
-            soundfont,
-            str(midi),
-        ]
-        subprocess.run(cmd, check=True, capture_output=True, timeout=RENDER_TIMEOUT_S)
-        audio, sr = sf.read(wav, dtype="float32", always_2d=True)
+    programs = dict(zip(info["channels"], info["programs"], strict=True))
+    audio = synthesize(events, programs, soundfont)
     return _store(
-        audio.mean(axis=1),
-        sr,
+        audio,
+        SAMPLE_RATE,
         job.category,
         job.piece,
         job.split,
@@ -200,8 +237,8 @@ def render_score(job: ScoreJob, out_root: Path) -> dict:
         {
             "source": f"music21:{job.source}",
             "soundfont": Path(soundfont).name,
-            "programs": " ".join(map(str, programs)),
-            "tempo_bpm": round(bpm, 1),
+            "programs": " ".join(map(str, info["programs"])),
+            "tempo_bpm": info["tempo_bpm"],
             "seed": job.seed,
         },
     )
@@ -278,8 +315,12 @@ class CorpusConfig:
 def check_tools() -> None:
     """Raise `CorpusError` naming what is missing to build a corpus."""
     missing = []
-    if shutil.which("fluidsynth") is None:
-        missing.append("fluidsynth (apt-get install fluidsynth)")
+    try:
+        import fluidsynth  # noqa: F401
+    except (ImportError, OSError):
+        missing.append(
+            "pyfluidsynth with libfluidsynth (pip install pyfluidsynth; apt-get install fluidsynth)"
+        )
     if not available_soundfonts():
         missing.append(
             "a GM soundfont (apt-get install fluid-soundfont-gm musescore-general-soundfont)"

@@ -1,0 +1,56 @@
+"""The offline corpus builder (music21 scores through FluidSynth)."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+corpus = pytest.importorskip("histdenoise.corpus")
+
+needs_synth = pytest.mark.skipif(
+    not corpus.available_soundfonts(), reason="no GM soundfont (apt-get install fluid-soundfont-gm)"
+)
+
+
+def test_split_is_by_piece_and_stable():
+    assert corpus.split_of("bach/bwv66.6.mxl") == corpus.split_of("bach/bwv66.6.mxl")
+    splits = [corpus.split_of(f"piece{i}") for i in range(2000)]
+    shares = {s: splits.count(s) / 2000 for s in ("train", "validation", "test")}
+    assert 0.75 < shares["train"] < 0.85 and 0.07 < shares["test"] < 0.13
+    jobs = corpus.plan_scores(6)
+    by_source = {}
+    for j in jobs:
+        by_source.setdefault(j.source, set()).add(j.split)
+    assert all(len(s) == 1 for s in by_source.values())  # every rendering of a score: one split
+    assert {j.category for j in jobs} == {"piano", "strings", "choir"}
+
+
+def test_humanised_events_are_seeded():
+    job = next(j for j in corpus.plan_scores(6) if j.category == "choir")
+    a, info = corpus.score_events(job)
+    b, _ = corpus.score_events(job)
+    assert a == b and len(a) > 50
+    assert all(t1 > t0 >= 0 and 20 <= v <= 127 for t0, t1, _, _, v in a)
+    assert all(int(p) in corpus.PROGRAMS["choir"] for p in info["programs"])
+
+
+@needs_synth
+def test_build_small_corpus_and_resume(tmp_path):
+    cfg = corpus.CorpusConfig(per_category=1, orchestra=False, workers=1)
+    rows = corpus.build_corpus(tmp_path, cfg, progress=False)
+    assert sorted(r["category"] for r in rows) == ["choir", "piano", "strings"]
+    for r in rows:
+        x, sr = sf.read(tmp_path / r["file"])
+        assert sr == 44100 and x.ndim == 1
+        assert 5 < x.size / sr <= corpus.MAX_SECONDS
+        assert np.max(np.abs(x)) == pytest.approx(10 ** (-1 / 20), abs=1e-3)
+    table = list(csv.DictReader(open(tmp_path / "corpus.csv")))
+    assert [t["file"] for t in table] == [r["file"] for r in rows]
+    stamp = (tmp_path / rows[0]["file"]).stat().st_mtime_ns
+    corpus.build_corpus(tmp_path, cfg, progress=False)  # resumes: nothing re-rendered
+    assert (tmp_path / rows[0]["file"]).stat().st_mtime_ns == stamp
+    listed = corpus.read_corpus(tmp_path)
+    assert len(listed) == 3

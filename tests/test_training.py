@@ -1,0 +1,147 @@
+"""Data pipeline, training (resume, strategies, remat, mixed precision) and evaluation."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from histdenoise.data import DataConfig, ExampleSource, make_dataset, segment_samples
+from histdenoise.network import NetworkConfig
+from histdenoise.training import TrainConfig, Trainer, train
+
+TINY = NetworkConfig(channels=(4, 8, 8), depth=2, dense_layers=1)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A four-piece corpus: two training pieces, one validation, one test."""
+    root = tmp_path_factory.mktemp("corpus")
+    rows = []
+    t = np.arange(44100 * 4) / 44100
+    for i, split in enumerate(["train", "train", "validation", "test"]):
+        x = 0.3 * np.sin(2 * np.pi * (200 + 100 * i) * t) * (0.6 + 0.4 * np.sin(t))
+        path = root / split / "piano" / f"p{i}.flac"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, x, 44100)
+        rows.append({"file": path.relative_to(root).as_posix(), "piece": f"p{i}",
+                     "category": "piano", "split": split})
+    with open(root / "corpus.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+def test_examples_follow_the_split_and_the_mixing(corpus):
+    src = ExampleSource(DataConfig(corpus=[str(corpus)], segment_frames=32), "train", seed=1)
+    assert {p.stem for p, _ in src.pieces} == {"p0", "p1"}
+    noisy, clean, category = src.example(snr_db=6.0)
+    assert noisy.shape == clean.shape == (segment_samples(32),) and category == "piano"
+    assert 10 * np.log10(np.var(clean) / np.var(noisy - clean)) == pytest.approx(6.0, abs=0.01)
+    x, y = src.spectrogram_pair()
+    assert x.shape == y.shape == (32, 1025, 2)
+    again = ExampleSource(DataConfig(corpus=[str(corpus)], segment_frames=32), "train", seed=1)
+    np.testing.assert_array_equal(again.example(snr_db=6.0)[0], noisy)
+
+
+def test_dataset_batches(corpus):
+    src = ExampleSource(DataConfig(corpus=[str(corpus)], segment_frames=16), "train", seed=0)
+    noisy, clean = next(iter(make_dataset(src, batch_size=3)))
+    assert noisy.shape == clean.shape == (3, 16, 1025, 2)
+
+
+def config(corpus, run_dir, **kw):
+    settings = {"steps": 4, "validate_every": 2, "validation_examples": 2, "batch_size": 2,
+                **kw}
+    return TrainConfig(run_dir=str(run_dir), name="tiny", network=TINY,
+                       data=DataConfig(corpus=[str(corpus)], segment_frames=32), **settings)
+
+
+def test_train_resume_and_export(corpus, tmp_path):
+    cfg = config(corpus, tmp_path / "run", strategy="default")
+    result, model = train(cfg, progress=False)
+    assert result["finished"] and result["step"] == 4
+    history = list(csv.DictReader(open(tmp_path / "run" / "history.csv")))
+    assert [int(h["step"]) for h in history] == [2, 4]
+    assert list((tmp_path / "run" / "logs").iterdir())
+    cfg.steps = 6
+    result, model = train(cfg, progress=False)
+    assert result["steps_this_run"] == 2 and result["step"] == 6
+    card = json.loads((model / "model.json").read_text())
+    assert card["name"] == "tiny" and card["training"]["steps_done"] == 6
+    assert "val_si_sdr_improvement_db" in card["metrics"]
+    from histdenoise import load_network
+
+    assert load_network(model).count_params() == card_params(TINY)
+
+
+def card_params(config):
+    from histdenoise.network import count_parameters
+
+    return count_parameters(config)
+
+
+def test_time_budget_stops_resumably(corpus, tmp_path):
+    cfg = config(corpus, tmp_path / "run", max_minutes=1e-4, steps=100)
+    result, model = train(cfg, progress=False)
+    assert not result["finished"] and model is None
+    assert (tmp_path / "run" / "ckpt" / "checkpoint").is_file()
+
+
+@pytest.mark.parametrize("kw", [{"strategy": "mirrored", "remat": True},
+                                {"mixed_precision": "bfloat16"}])
+def test_strategy_remat_and_mixed_precision_paths(corpus, tmp_path, kw):
+    import keras
+
+    try:
+        trainer = Trainer(config(corpus, tmp_path / "run", steps=2, **kw), progress=False)
+        result = trainer.run()
+        assert np.isfinite(result["train_loss"])
+        out = trainer.export(tmp_path / "model")
+        assert json.loads((out / "model.json").read_text())["config"]["depth"] == 2
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_training_config_json_round_trip(tmp_path):
+    cfg = TrainConfig(network=TINY, data=DataConfig(corpus=["x"], snr_db=(3.0, 9.0)))
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(cfg.to_dict()))
+    back = TrainConfig.from_json(path)
+    assert back.network == TINY and back.data.snr_db == (3.0, 9.0)
+    path.write_text(json.dumps({"nonsense": 1}))
+    from histdenoise.errors import HistdenoiseError
+
+    with pytest.raises(HistdenoiseError, match="unknown training settings: nonsense"):
+        TrainConfig.from_json(path)
+
+
+def test_build_testset_and_evaluate(corpus, sentinel, tmp_path):
+    from histdenoise.evaluate import (
+        TestsetConfig,
+        build_testset,
+        evaluate,
+        save_results,
+        summarise,
+    )
+
+    table = build_testset([str(corpus)], tmp_path / "ts",
+                          TestsetConfig(excerpts_per_piece=1, seconds=1.0))
+    rows = list(csv.DictReader(open(table)))
+    assert [float(r["snr_db"]) for r in rows] == [2.0, 6.0, 12.0]
+    results, info = evaluate(sentinel, tmp_path / "ts", progress=False)
+    assert {r["method"] for r in results} == {"input", "model", "noisereduce"}
+    for r in results:
+        if r["method"] == "input":
+            assert r["si_sdr_improvement"] == 0.0
+    assert info["noisereduce_settings"]["prop_decrease"] in (0.5, 0.75, 1.0)
+    summary = summarise(results)
+    assert {(s["method"], s["category"]) for s in summary} >= {("model", "piano"),
+                                                               ("model", "all")}
+    paths = save_results(results, info, tmp_path / "out")
+    assert paths["plot"].stat().st_size > 10_000
+    assert "| noisereduce |" in paths["table"].read_text()

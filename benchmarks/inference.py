@@ -39,8 +39,9 @@ def candidate_configs() -> dict:
 
         configs["bundled"] = read_card(bundled).config
     else:  # the planned bundled size, until the trained model is shipped
-        configs["bundled"] = NetworkConfig(channels=(8, 16, 24, 32, 48, 64, 96), depth=6,
-                                           dense_layers=2)
+        configs["bundled"] = NetworkConfig(
+            channels=(8, 16, 24, 32, 48, 64, 96), depth=6, dense_layers=2
+        )
     return configs
 
 
@@ -51,8 +52,9 @@ def make_model(config, folder: Path) -> Path:
     from histdenoise.network import build_network
 
     keras.utils.set_random_seed(0)
-    return save_native(build_network(config), folder, ModelCard(name="bench", config=config),
-                       overwrite=True)
+    return save_native(
+        build_network(config), folder, ModelCard(name="bench", config=config), overwrite=True
+    )
 
 
 def write_wav(path: Path, minutes: float, sr: int = 44100) -> Path:
@@ -137,18 +139,26 @@ def main() -> None:
             per_chunk, gflops = network_throughput(model_dir, args.batch_size, args.repeats)
             rtf = real_time_factor(model_dir, args.seconds, args.batch_size)
             rss = {m: peak_rss_mb(model_dir, wavs[m], args.batch_size) for m in minutes}
-            row = {"config": name, "params_M": count_parameters(config) / 1e6,
-                   "GFLOP_per_chunk": count_flops(config, 448) / 1e9,
-                   "s_per_chunk": per_chunk, "GFLOP_s": gflops, "RTF": rtf,
-                   **{f"peak_RSS_MB_{m:g}min": v for m, v in rss.items()}}
+            row = {
+                "config": name,
+                "params_M": count_parameters(config) / 1e6,
+                "GFLOP_per_chunk": count_flops(config, 448) / 1e9,
+                "s_per_chunk": per_chunk,
+                "GFLOP_s": gflops,
+                "RTF": rtf,
+                **{f"peak_RSS_MB_{m:g}min": v for m, v in rss.items()},
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
     keys = list(rows[0])
     print("\n| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))
     for row in rows:
-        print("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v)
-                                for v in row.values()) + " |")
+        print(
+            "| "
+            + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row.values())
+            + " |"
+        )
     if len(minutes) > 1:
         lo, hi = min(minutes), max(minutes)
         for row in rows:

@@ -16,14 +16,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from histdenoise.errors import DownloadError, VerificationError
-from histdenoise.files import sha256_file
+from histdenoise.files import atomic_folder, sha256_file
 from histdenoise.registry import ModelEntry, Source, cache_dir
 
 COMPLETE_MARK = "download.json"
@@ -168,9 +167,7 @@ def install_archive(entry: ModelEntry, archive: str | Path, cache: Path | None =
     verify_archive(entry, archive)
     cache = cache or cache_dir()
     target = model_dir(entry, cache)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=target.parent))
-    try:
+    with atomic_folder(target) as tmp:
         with zipfile.ZipFile(archive) as zf:
             zf.extractall(tmp)
         _flatten(tmp, entry.files)
@@ -187,12 +184,6 @@ def install_archive(entry: ModelEntry, archive: str | Path, cache: Path | None =
             )
             + "\n"
         )
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 

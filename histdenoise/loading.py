@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -12,7 +10,7 @@ import keras
 
 from histdenoise.download import DownloadOptions, ensure_model
 from histdenoise.errors import CheckpointError
-from histdenoise.files import sha256_file, sha256_files
+from histdenoise.files import atomic_folder, sha256_file, sha256_files
 from histdenoise.native import ModelCard, is_native, load_native
 from histdenoise.registry import ModelEntry, cache_dir, get_model
 from histdenoise.tf_checkpoint import find_prefix, infer_config, load_tf_checkpoint, read_weights
@@ -91,18 +89,11 @@ def _unpack_zip(archive: Path, cache: Path) -> Path:
     target = cache / "archives" / digest
     if target.is_dir():
         return _checkpoint_root(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{digest}.", dir=target.parent))
     try:
-        with zipfile.ZipFile(archive) as zf:
+        with atomic_folder(target) as tmp, zipfile.ZipFile(archive) as zf:
             zf.extractall(tmp)
-        os.replace(tmp, target)
     except zipfile.BadZipFile as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise CheckpointError(f"{archive}: not a readable zip ({exc})") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return _checkpoint_root(target)
 
 

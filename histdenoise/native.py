@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import platform
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import keras
 
 from histdenoise.errors import CheckpointError
-from histdenoise.files import sha256_file
+from histdenoise.files import atomic_folder, sha256_file
 from histdenoise.network import NetworkConfig, build_network
 from histdenoise.stft import StftConfig
 
@@ -103,20 +100,12 @@ def save_native(
     directory = Path(directory)
     if directory.exists() and not overwrite:
         raise CheckpointError(f"{directory}: already exists (pass overwrite=True to replace it)")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with atomic_folder(directory) as tmp:
         model.save_weights(tmp / WEIGHTS_NAME)
         card.weights_sha256 = sha256_file(tmp / WEIGHTS_NAME)
         card.software = software_versions()
         card.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         (tmp / CARD_NAME).write_text(json.dumps(card.to_dict(), indent=2) + "\n", encoding="utf-8")
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return directory
 
 

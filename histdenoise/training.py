@@ -13,8 +13,8 @@ Scaling, all on TensorFlow's own engine:
   more than one GPU, multiworker when ``TF_CONFIG`` is set). The batch size is global.
 - ``mixed_precision``: float16 compute with float32 weights and a loss-scaling optimiser
   (GPUs); ``"bfloat16"`` for CPUs with AVX512-BF16 and TPUs.
-- ``remat``: recompute activations in the backward pass (``keras.remat`` around every I-block); trades
-  about a third more compute for much less activation memory (see README for figures).
+- ``remat``: recompute activations in the backward pass (``keras.remat`` around every
+  I-block); trades about a third more compute for much less activation memory.
 """
 
 from __future__ import annotations

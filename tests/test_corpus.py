@@ -47,7 +47,7 @@ def test_build_small_corpus_and_resume(tmp_path):
         assert sr == 44100 and x.ndim == 1
         assert 5 < x.size / sr <= corpus.MAX_SECONDS
         assert np.max(np.abs(x)) == pytest.approx(10 ** (-1 / 20), abs=1e-3)
-    table = list(csv.DictReader(open(tmp_path / "corpus.csv")))
+    table = list(csv.DictReader((tmp_path / "corpus.csv").read_text().splitlines()))
     assert [t["file"] for t in table] == [r["file"] for r in rows]
     stamp = (tmp_path / rows[0]["file"]).stat().st_mtime_ns
     corpus.build_corpus(tmp_path, cfg, progress=False)  # resumes: nothing re-rendered

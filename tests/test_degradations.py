@@ -101,17 +101,21 @@ def test_extend_by_revolutions_keeps_level_and_periodicity():
 
 def test_noise_dataset_layout_and_plain_folders(tmp_path):
     root = tmp_path / "grnd"
-    for rec, split in (("rec1", "train"), ("rec2", "test")):
+    for rec in ("rec1", "rec2"):
         (root / rec).mkdir(parents=True)
         for seg in ("a.wav", "b.wav"):
             sf.write(root / rec / seg, np.zeros(100), SR)
     (root / "info.csv").write_text(
         "recording,segments,largest_segment,split\n"
         "rec1,\"['a.wav', 'b.wav']\",a.wav,train\n"
-        "rec2,\"['a.wav']\",a.wav,test\n")
+        "rec2,\"['a.wav']\",a.wav,test\n"
+    )
     items = load_noise_dataset(root)
-    assert [(i.path.name, i.split) for i in items] == [("a.wav", "train"), ("b.wav", "train"),
-                                                       ("a.wav", "test")]
+    assert [(i.path.name, i.split) for i in items] == [
+        ("a.wav", "train"),
+        ("b.wav", "train"),
+        ("a.wav", "test"),
+    ]
     (root / "info.csv").unlink()
     plain = load_noise_dataset(root)
     assert len(plain) == 4 and {i.split for i in plain} <= {"train", "validation", "test"}

@@ -27,8 +27,14 @@ def corpus(tmp_path_factory):
         path = root / split / "piano" / f"p{i}.flac"
         path.parent.mkdir(parents=True, exist_ok=True)
         sf.write(path, x, 44100)
-        rows.append({"file": path.relative_to(root).as_posix(), "piece": f"p{i}",
-                     "category": "piano", "split": split})
+        rows.append(
+            {
+                "file": path.relative_to(root).as_posix(),
+                "piece": f"p{i}",
+                "category": "piano",
+                "split": split,
+            }
+        )
     with open(root / "corpus.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, list(rows[0]))
         writer.writeheader()
@@ -55,17 +61,21 @@ def test_dataset_batches(corpus):
 
 
 def config(corpus, run_dir, **kw):
-    settings = {"steps": 4, "validate_every": 2, "validation_examples": 2, "batch_size": 2,
-                **kw}
-    return TrainConfig(run_dir=str(run_dir), name="tiny", network=TINY,
-                       data=DataConfig(corpus=[str(corpus)], segment_frames=32), **settings)
+    settings = {"steps": 4, "validate_every": 2, "validation_examples": 2, "batch_size": 2, **kw}
+    return TrainConfig(
+        run_dir=str(run_dir),
+        name="tiny",
+        network=TINY,
+        data=DataConfig(corpus=[str(corpus)], segment_frames=32),
+        **settings,
+    )
 
 
 def test_train_resume_and_export(corpus, tmp_path):
     cfg = config(corpus, tmp_path / "run", strategy="default")
     result, model = train(cfg, progress=False)
     assert result["finished"] and result["step"] == 4
-    history = list(csv.DictReader(open(tmp_path / "run" / "history.csv")))
+    history = list(csv.DictReader((tmp_path / "run" / "history.csv").read_text().splitlines()))
     assert [int(h["step"]) for h in history] == [2, 4]
     assert list((tmp_path / "run" / "logs").iterdir())
     cfg.steps = 6
@@ -92,8 +102,9 @@ def test_time_budget_stops_resumably(corpus, tmp_path):
     assert (tmp_path / "run" / "ckpt" / "checkpoint").is_file()
 
 
-@pytest.mark.parametrize("kw", [{"strategy": "mirrored", "remat": True},
-                                {"mixed_precision": "bfloat16"}])
+@pytest.mark.parametrize(
+    "kw", [{"strategy": "mirrored", "remat": True}, {"mixed_precision": "bfloat16"}]
+)
 def test_strategy_remat_and_mixed_precision_paths(corpus, tmp_path, kw):
     import keras
 
@@ -129,9 +140,10 @@ def test_build_testset_and_evaluate(corpus, sentinel, tmp_path):
         summarise,
     )
 
-    table = build_testset([str(corpus)], tmp_path / "ts",
-                          TestsetConfig(excerpts_per_piece=1, seconds=1.0))
-    rows = list(csv.DictReader(open(table)))
+    table = build_testset(
+        [str(corpus)], tmp_path / "ts", TestsetConfig(excerpts_per_piece=1, seconds=1.0)
+    )
+    rows = list(csv.DictReader(table.read_text().splitlines()))
     assert [float(r["snr_db"]) for r in rows] == [2.0, 6.0, 12.0]
     results, info = evaluate(sentinel, tmp_path / "ts", progress=False)
     assert {r["method"] for r in results} == {"input", "model", "noisereduce"}
@@ -140,8 +152,7 @@ def test_build_testset_and_evaluate(corpus, sentinel, tmp_path):
             assert r["si_sdr_improvement"] == 0.0
     assert info["noisereduce_settings"]["prop_decrease"] in (0.5, 0.75, 1.0)
     summary = summarise(results)
-    assert {(s["method"], s["category"]) for s in summary} >= {("model", "piano"),
-                                                               ("model", "all")}
+    assert {(s["method"], s["category"]) for s in summary} >= {("model", "piano"), ("model", "all")}
     paths = save_results(results, info, tmp_path / "out")
     assert paths["plot"].stat().st_size > 10_000
     assert "| noisereduce |" in paths["table"].read_text()

@@ -145,8 +145,18 @@ def make_dataset(source: ExampleSource, batch_size: int):
     spec = tf.TensorSpec((frames, bins, 2), tf.float32)
 
     def gen():
+        failures = 0
         while True:
-            yield source.spectrogram_pair()
+            try:
+                pair = source.spectrogram_pair()
+            except Exception as exc:  # a bad file or example must not end a long run
+                failures += 1
+                if failures > 20:
+                    raise
+                print(f"histdenoise: skipped a training example ({exc})")
+                continue
+            failures = 0
+            yield pair
 
     ds = tf.data.Dataset.from_generator(gen, output_signature=(spec, spec))
     return ds.batch(batch_size, drop_remainder=True).prefetch(2)

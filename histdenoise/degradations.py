@@ -165,9 +165,8 @@ class Thumps:
             length = int(5 * tau * sr)
             t = np.arange(length) / sr
             pulse = np.exp(-t / tau) * np.sin(2 * np.pi * f0 * t * (1 - 0.3 * t / t[-1]))
-            for s in range(int(rng.integers(0, period)), n, period):
-                s += int(rng.normal(0, 0.002 * sr))
-                s = max(0, s)
+            for start in range(int(rng.integers(0, period)), n, period):
+                s = min(n - 1, max(0, start + int(rng.normal(0, 0.002 * sr))))
                 end = min(n, s + length)
                 x[s:end] += pulse[: end - s] * rng.uniform(0.7, 1.0)
         return x / (_rms(x) + 1e-12) if np.any(x) else x

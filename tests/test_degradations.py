@@ -119,3 +119,10 @@ def test_noise_dataset_layout_and_plain_folders(tmp_path):
     (root / "info.csv").unlink()
     plain = load_noise_dataset(root)
     assert len(plain) == 4 and {i.split for i in plain} <= {"train", "validation", "test"}
+
+
+@pytest.mark.parametrize("n", [1, 100, 5000, 86528])
+def test_every_type_renders_any_length(n):
+    for seed in range(40):
+        parts = simulate(n, SR, DegradationConfig(), seed=seed)
+        assert all(p.shape == (n,) and np.all(np.isfinite(p)) for p in parts.values())

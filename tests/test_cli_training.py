@@ -1,0 +1,60 @@
+"""Flags of `build-corpus`, `train` and `evaluate`, run for real on tiny settings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from histdenoise.cli import main
+from tests.test_training import TINY, corpus  # noqa: F401 - the corpus fixture
+
+
+def test_train_flags(corpus, tmp_path, capsys):  # noqa: F811
+    cfg = {"run_dir": str(tmp_path / "ignored"), "name": "tiny", "network": TINY.to_dict(),
+           "data": {"corpus": [str(corpus)], "segment_frames": 32}, "batch_size": 2,
+           "steps": 100, "validate_every": 2, "validation_examples": 1}
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    run = tmp_path / "run"
+    assert main(["train", str(path), "--run-dir", str(run), "--steps", "2", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out.splitlines()[0])["step"] == 2
+    assert f"model: {run / 'model'}" in out
+    assert not (tmp_path / "ignored").exists()
+    assert main(["train", str(path), "--run-dir", str(run), "--steps", "50",
+                 "--max-minutes", "0.0001", "--quiet"]) == 0
+    assert "run again to resume" in capsys.readouterr().out
+    path.write_text("{broken")
+    assert main(["train", str(path)]) == 1
+    assert "invalid training config" in capsys.readouterr().err
+
+
+def test_evaluate_flags(corpus, sentinel, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(sentinel), str(corpus), "-o", str(out), "--no-baselines",
+                 "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "| model |" in printed and "noisereduce" not in printed
+    assert (out / "testset" / "testset.csv").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert {s["method"] for s in summary["summary"]} == {"input", "model"}
+    assert main(["evaluate", str(sentinel), str(tmp_path / "nothing"), "-o", str(out)]) == 1
+    assert "no testset.csv" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--per-category", "--workers"])
+def test_build_corpus_rejects_bad_counts(flag, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["build-corpus", str(tmp_path), flag, "0"])
+    assert flag in capsys.readouterr().err
+
+
+def test_build_corpus_flags(tmp_path, capsys):
+    from histdenoise.corpus import available_soundfonts
+
+    if not available_soundfonts():
+        pytest.skip("no GM soundfont")
+    assert main(["build-corpus", str(tmp_path / "c"), "--per-category", "1", "--no-orchestra",
+                 "--seed", "3", "--workers", "1", "--quiet"]) == 0
+    assert "3 pieces" in capsys.readouterr().out

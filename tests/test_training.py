@@ -95,6 +95,20 @@ def card_params(config):
     return count_parameters(config)
 
 
+def test_resume_restores_weights_and_optimizer(corpus, tmp_path):
+    import numpy as np
+
+    cfg = config(corpus, tmp_path / "run", steps=2)
+    first = Trainer(cfg, progress=False)
+    first.run()
+    again = Trainer(cfg, progress=False)
+    assert int(again.step.numpy()) == 2
+    for a, b in zip(first.model.trainable_variables, again.model.trainable_variables,
+                    strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert int(again.optimizer.iterations.numpy()) == 2
+
+
 def test_time_budget_stops_resumably(corpus, tmp_path):
     cfg = config(corpus, tmp_path / "run", max_minutes=1e-4, steps=100)
     result, model = train(cfg, progress=False)

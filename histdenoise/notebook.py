@@ -122,3 +122,18 @@ def progress_bar(description: str = "denoising"):
         bar.description = f"{done:.0f}/{total:.0f} s"
 
     return bar, callback
+
+
+def example_recording(clean: bool = False) -> Path:
+    """The shipped example (a held-out quartet excerpt with simulated 78 rpm noise), or its
+    clean original."""
+    name = "k80_clean.flac" if clean else "k80_78rpm.flac"
+    try:
+        from importlib.resources import files
+
+        path = Path(str(files("histdenoise.examples").joinpath(name)))
+        if path.is_file():
+            return path
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parent.parent / "examples" / name

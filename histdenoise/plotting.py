@@ -79,7 +79,9 @@ def plot_improvements(summary: Sequence[dict], metric: str = "si_sdr_improvement
         ax.bar(xs, [value.get((m, s), np.nan) for s in snrs], width, label=m)
     ax.set_xticks(np.arange(len(snrs)), [f"{s:g} dB" for s in snrs])
     ax.set_xlabel("input SNR")
-    ax.set_ylabel(f"{metric.replace('_', ' ')} (dB)")
+    labels = {"si_sdr_improvement": "SI-SDR improvement (dB)",
+              "snr_improvement": "SNR improvement (dB)"}
+    ax.set_ylabel(labels.get(metric, metric))
     ax.axhline(0, color="black", lw=0.8)
     ax.legend()
     return fig

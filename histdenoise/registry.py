@@ -13,7 +13,7 @@ from pathlib import Path
 
 from histdenoise.errors import RegistryError
 
-DEFAULT_MODEL = "moliner2022"
+DEFAULT_MODEL = "bundled"
 """The model `histdenoise denoise` uses when none is named."""
 
 REGISTRY_ENV = "HISTDENOISE_REGISTRY"

@@ -52,6 +52,8 @@ class TrainConfig:
         mixed_precision: ``""``, ``"float16"`` or ``"bfloat16"``.
         remat: recompute activations in the backward pass.
         seed: seed of data and initial weights.
+        init_from: start from this model's weights (registry name or path; fine-tuning,
+            or continuing a run whose checkpoint folder is gone) instead of random ones.
         description, licence: for the model card.
     """
 
@@ -71,6 +73,7 @@ class TrainConfig:
     mixed_precision: str = ""
     remat: bool = False
     seed: int = 0
+    init_from: str = ""
     description: str = ""
     licence: str = "MIT"
 
@@ -172,6 +175,14 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(self.ckpt, self.run_dir / "ckpt", max_to_keep=2)
         if self.manager.latest_checkpoint:
             self.ckpt.restore(self.manager.latest_checkpoint).expect_partial()
+        elif config.init_from:
+            from histdenoise.loading import load_network
+
+            source = load_network(config.init_from)
+            if source.histdenoise_card.config != config.network:
+                raise HistdenoiseError(f"{config.init_from}: network config differs from the "
+                                       "training config's")
+            self.model.set_weights(source.get_weights())
         self.train_source = ExampleSource(
             config.data, "train", seed=config.seed + 1000 * int(self.step.numpy())
         )

@@ -58,7 +58,10 @@ def test_version_and_help(capsys):
 def test_models_lists_registry(registry, capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("moliner2022 (default)\tnot downloaded\tMIT")
+    assert out.startswith("bundled (default)\tshipped\tMIT")
+    assert "\nmoliner2022\tnot downloaded\tMIT" in out
+    assert main(["download", "bundled"]) == 0
+    assert "shipped with histdenoise" in capsys.readouterr().out
     assert main(["models", "--registry", str(registry)]) == 0
     assert "small\tnot downloaded\tMIT\tsmall reference test model" in capsys.readouterr().out
 

@@ -170,3 +170,19 @@ def test_build_testset_and_evaluate(corpus, sentinel, tmp_path):
     paths = save_results(results, info, tmp_path / "out")
     assert paths["plot"].stat().st_size > 10_000
     assert "| noisereduce |" in paths["table"].read_text()
+
+
+def test_init_from_a_model(corpus, sentinel, tmp_path):
+    import numpy as np
+
+    from histdenoise import load_network
+    from histdenoise.errors import HistdenoiseError
+
+    trainer = Trainer(config(corpus, tmp_path / "run", init_from=str(sentinel)), progress=False)
+    source = load_network(sentinel)
+    for a, b in zip(trainer.model.get_weights(), source.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    wrong = config(corpus, tmp_path / "run2", init_from=str(sentinel))
+    wrong.network = NetworkConfig(channels=(4, 8, 8, 8), depth=3, dense_layers=1)
+    with pytest.raises(HistdenoiseError, match="network config differs"):
+        Trainer(wrong, progress=False)

@@ -138,7 +138,7 @@ class Crackle:
         count = rng.poisson(_uniform(rng, self.rate_hz) * n / sr)
         pos = rng.integers(0, max(1, n), count)
         x[pos] = rng.laplace(size=count)
-        x = np.convolve(x, [1.0, -0.6, 0.2], mode="same")
+        x = np.convolve(x, [1.0, -0.6, 0.2])[:n]  # causal high-pass colouring
         return x / (_rms(x) + 1e-12) if np.any(x) else x
 
 

@@ -41,3 +41,10 @@ def test_progress_bar_follows_callback():
     got = []
     widget = notebook.upload_widget(got.extend, folder="unused")
     assert widget.multiple is True
+
+
+def test_example_recording_is_shipped():
+    import soundfile as sf
+
+    noisy, clean = notebook.example_recording(), notebook.example_recording(clean=True)
+    assert sf.info(str(noisy)).duration == 15.0 and sf.info(str(clean)).duration == 15.0

@@ -13,7 +13,7 @@ from histdenoise.errors import CheckpointError
 from histdenoise.files import atomic_folder, sha256_file, sha256_files
 from histdenoise.native import ModelCard, is_native, load_native
 from histdenoise.registry import ModelEntry, cache_dir, get_model
-from histdenoise.tf_checkpoint import find_prefix, infer_config, load_tf_checkpoint, read_weights
+from histdenoise.tf_checkpoint import find_prefix, load_tf_checkpoint
 
 
 def load_network(
@@ -66,9 +66,8 @@ def _load_path(path: Path, cache: Path | None) -> keras.Model:
             f"{path}: not a checkpoint (expected a TF checkpoint prefix or folder, "
             "checkpoint.zip, or a histdenoise model folder with model.json)"
         )
-    weights = read_weights(prefix)
-    config = infer_config(weights, prefix)
-    model = load_tf_checkpoint(prefix, config)
+    model = load_tf_checkpoint(prefix)
+    config = model.histdenoise_config
     model.histdenoise_card = ModelCard(
         name=prefix.parent.name if prefix.name == "checkpoint" else prefix.name,
         config=config,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -46,6 +47,9 @@ class TrainConfig:
         steps: total optimiser steps.
         max_minutes: stop (resumably) after this wall-clock time; 0 for no limit.
         learning_rate, beta_1, beta_2: Adam (paper: 1e-4, 0.5, 0.9).
+        final_learning_rate: if above 0, the learning rate follows a cosine from
+            ``learning_rate`` at step 0 to this at ``steps`` (a resumed run continues the
+            curve where it stopped); 0 keeps it constant.
         validate_every: steps between validations and checkpoints.
         validation_examples: fixed validation pairs.
         strategy: ``auto``, ``default``, ``mirrored`` or ``multiworker``.
@@ -67,6 +71,7 @@ class TrainConfig:
     learning_rate: float = 1e-4
     beta_1: float = 0.5
     beta_2: float = 0.9
+    final_learning_rate: float = 0.0
     validate_every: int = 500
     validation_examples: int = 16
     strategy: str = "auto"
@@ -128,6 +133,19 @@ def make_strategy(name: str):
     if name == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise HistdenoiseError(f"unknown strategy {name!r} (auto, default, mirrored, multiworker)")
+
+
+def learning_rate_at(config: TrainConfig, step: int) -> float:
+    """Learning rate for optimiser step ``step`` (0-based): constant, or the cosine decay.
+
+    Set on the optimiser's own variable before every step, so checkpoints keep one layout
+    whichever schedule a run uses (runs can switch schedule when resumed).
+    """
+    if config.final_learning_rate <= 0:
+        return config.learning_rate
+    progress = min(max(step, 0), config.steps) / max(config.steps, 1)
+    cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+    return config.final_learning_rate + (config.learning_rate - config.final_learning_rate) * cosine
 
 
 def spectrogram_loss(clean, stage2, stage1):
@@ -265,6 +283,7 @@ class Trainer:
         ):
             while int(self.step.numpy()) < cfg.steps:
                 noisy, clean = next(it)
+                self.optimizer.learning_rate.assign(learning_rate_at(cfg, int(self.step.numpy())))
                 loss = float(self._train_step(noisy, clean))
                 self.step.assign_add(1)
                 step = int(self.step.numpy())

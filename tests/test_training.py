@@ -11,7 +11,7 @@ import soundfile as sf
 
 from histdenoise.data import DataConfig, ExampleSource, make_dataset, segment_samples
 from histdenoise.network import NetworkConfig
-from histdenoise.training import TrainConfig, Trainer, train
+from histdenoise.training import TrainConfig, Trainer, learning_rate_at, train
 
 TINY = NetworkConfig(channels=(4, 8, 8), depth=2, dense_layers=1)
 
@@ -107,6 +107,23 @@ def test_resume_restores_weights_and_optimizer(corpus, tmp_path):
                     strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert int(again.optimizer.iterations.numpy()) == 2
+
+
+def test_cosine_learning_rate_and_switching_schedule_on_resume(corpus, tmp_path):
+    cfg = config(corpus, tmp_path / "run", steps=2)
+    Trainer(cfg, progress=False).run()  # constant rate
+    decayed = config(corpus, tmp_path / "run", steps=4, learning_rate=1e-3,
+                     final_learning_rate=1e-5)
+    assert learning_rate_at(decayed, 0) == pytest.approx(1e-3)
+    assert learning_rate_at(decayed, 2) == pytest.approx(0.5 * (1e-3 + 1e-5))
+    assert learning_rate_at(decayed, 4) == learning_rate_at(decayed, 9) == pytest.approx(1e-5)
+    assert learning_rate_at(cfg, 1) == cfg.learning_rate
+    again = Trainer(decayed, progress=False)  # same checkpoint layout, new schedule
+    again.run()
+    assert int(again.step.numpy()) == 4
+    assert float(again.optimizer.learning_rate.numpy()) == pytest.approx(
+        learning_rate_at(decayed, 3), rel=1e-6
+    )
 
 
 def test_time_budget_stops_resumably(corpus, tmp_path):

@@ -26,7 +26,7 @@ from __future__ import annotations
 import csv
 import zlib
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -218,10 +218,11 @@ def synthesize(events, programs: dict[int, int], soundfont: str, tail_s: float =
     return stereo.mean(axis=1)
 
 
-def render_score(job: ScoreJob, out_root: Path) -> dict:
-    """Render one humanised score to FLAC; returns its corpus.csv row."""
+def render_score(job: ScoreJob, out_root: Path, max_seconds: float = MAX_SECONDS) -> dict:
+    """Render one humanised score (its first ``max_seconds``) to FLAC; returns its row."""
     rng = np.random.default_rng(job.seed + 1)
     events, info = score_events(job)
+    events = [(t0, min(t1, max_seconds), *rest) for t0, t1, *rest in events if t0 < max_seconds]
     fonts = available_soundfonts()
     weights = np.array([SOUNDFONT_WEIGHT.get(Path(f).name, 1.0) for f in fonts])
     soundfont = str(rng.choice(fonts, p=weights / weights.sum()))
@@ -234,6 +235,7 @@ def render_score(job: ScoreJob, out_root: Path) -> dict:
         job.piece,
         job.split,
         out_root,
+        max_seconds,
         {
             "source": f"music21:{job.source}",
             "soundfont": Path(soundfont).name,
@@ -244,8 +246,9 @@ def render_score(job: ScoreJob, out_root: Path) -> dict:
     )
 
 
-def render_recording(path: str, out_root: Path) -> dict:
-    """Convert one orchestral recording (Wesnoth music) to the corpus format."""
+def render_recording(path: str, out_root: Path, max_seconds: float = MAX_SECONDS) -> dict:
+    """Convert one orchestral recording (Wesnoth music, its first ``max_seconds``) to the
+    corpus format."""
     import soundfile as sf
 
     audio, sr = sf.read(path, dtype="float32", always_2d=True)
@@ -257,6 +260,7 @@ def render_recording(path: str, out_root: Path) -> dict:
         f"orchestra-wesnoth-{stem}",
         split_of(f"wesnoth/{stem}"),
         out_root,
+        max_seconds,
         {
             "source": f"wesnoth-1.16-music:{Path(path).name}",
             "soundfont": "",
@@ -268,7 +272,14 @@ def render_recording(path: str, out_root: Path) -> dict:
 
 
 def _store(
-    mono: np.ndarray, sr: int, category: str, piece: str, split: str, out_root: Path, extra: dict
+    mono: np.ndarray,
+    sr: int,
+    category: str,
+    piece: str,
+    split: str,
+    out_root: Path,
+    max_seconds: float,
+    extra: dict,
 ) -> dict:
     import soundfile as sf
     import soxr
@@ -278,7 +289,7 @@ def _store(
     loud = np.nonzero(np.abs(mono) > 1e-4)[0]
     if loud.size == 0:
         raise CorpusError(f"{piece}: rendering is silent")
-    mono = mono[loud[0] : loud[-1] + 1][: int(MAX_SECONDS * SAMPLE_RATE)]
+    mono = mono[loud[0] : loud[-1] + 1][: int(max_seconds * SAMPLE_RATE)]
     mono = mono / np.max(np.abs(mono)) * 10 ** (-1 / 20)
     dest = out_root / split / category / f"{piece}.flac"
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -304,12 +315,18 @@ class CorpusConfig:
         orchestra: include the Wesnoth recordings (if the package is installed).
         seed: seed of the piece choice and humanisation.
         workers: parallel rendering processes.
+        max_seconds: longest piece kept, seconds (short for quick teaching corpora).
+        spread_splits: assign the scores to train, validation, train, test, ... in turn
+            (every split gets pieces even in a tiny corpus) instead of by a hash of the
+            score's name (stable as the corpus grows; the default).
     """
 
     per_category: int = 40
     orchestra: bool = True
     seed: int = 0
     workers: int = 2
+    max_seconds: float = MAX_SECONDS
+    spread_splits: bool = False
 
 
 def check_tools() -> None:
@@ -347,6 +364,9 @@ def build_corpus(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     jobs: list = plan_scores(config.per_category, config.seed)
+    if config.spread_splits:
+        turn = ("train", "validation", "train", "test")
+        jobs = [replace(job, split=turn[i % len(turn)]) for i, job in enumerate(jobs)]
     recordings = []
     if config.orchestra and Path(WESNOTH_MUSIC).is_dir():
         recordings = sorted(str(p) for p in Path(WESNOTH_MUSIC).glob("*.ogg"))
@@ -359,9 +379,9 @@ def build_corpus(
             if row and (out / row["file"]).is_file():
                 rows.append(row)
             else:
-                futures.append(pool.submit(render_score, job, out))
+                futures.append(pool.submit(render_score, job, out, config.max_seconds))
         for path in recordings:
-            futures.append(pool.submit(render_recording, path, out))
+            futures.append(pool.submit(render_recording, path, out, config.max_seconds))
         for fut in tqdm(futures, desc="corpus", unit="piece", disable=not progress):
             try:
                 rows.append(fut.result())

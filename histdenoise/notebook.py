@@ -137,3 +137,281 @@ def example_recording(clean: bool = False) -> Path:
     except (ModuleNotFoundError, TypeError):
         pass
     return Path(__file__).resolve().parent.parent / "examples" / name
+
+
+PREVIEW_SECONDS = 30.0
+"""Players and spectrograms show this much of each recording (the files hold it all)."""
+
+
+def read_excerpt(path: str | Path, seconds: float | None = PREVIEW_SECONDS):
+    """The first ``seconds`` of an audio file (all of it for None): ((samples, channels)
+    float32, sample rate Hz)."""
+    import soundfile as sf
+
+    info = sf.info(str(path))
+    frames = -1 if seconds is None else int(seconds * info.samplerate)
+    x, sr = sf.read(str(path), frames=frames, dtype="float32", always_2d=True)
+    return x, sr
+
+
+def result_figure(result, seconds: float | None = PREVIEW_SECONDS):
+    """Spectrograms of a `FileResult`'s input, denoised output and removed part (one colour
+    scale, log frequency)."""
+    from histdenoise.plotting import specplot
+
+    signals, sr = {}, 44100
+    for label, path in (("input", result.input), ("denoised", result.denoised),
+                        ("removed", result.removed)):
+        signals[label], sr = read_excerpt(path, seconds)
+    return specplot(signals, sr, title=Path(result.input).name)
+
+
+def result_players(result, seconds: float | None = PREVIEW_SECONDS) -> str:
+    """HTML: labelled audio players for input, denoised and removed, side by side."""
+    cells = []
+    for label, path in (("input", result.input), ("denoised", result.denoised),
+                        ("removed", result.removed)):
+        x, sr = read_excerpt(path, seconds)
+        cells.append(f"<div style='margin-right:1em'>{play(x, sr, label)._repr_html_()}</div>")
+    return "<div style='display:flex;flex-wrap:wrap'>" + "".join(cells) + "</div>"
+
+
+def show_result(result, seconds: float | None = PREVIEW_SECONDS) -> None:
+    """Display a `FileResult` in the notebook: title, spectrograms, three players."""
+    from IPython.display import HTML, display
+
+    report = result.report or {}
+    took = report.get("processing_seconds")
+    note = f" ({took:.1f} s)" if isinstance(took, (int, float)) else ""
+    display(HTML(f"<h4>{Path(result.input).name} &rarr; {Path(result.denoised).name}{note}</h4>"))
+    show_figure(result_figure(result, seconds))
+    display(HTML(result_players(result, seconds)))
+
+
+def zip_results(results, path: str | Path) -> Path:
+    """Pack the denoised, removed and report files of ``results`` into one zip (for a
+    single download); written atomically."""
+    import zipfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+        for r in results:
+            for p in (r.denoised, r.removed, r.report_path):
+                zf.write(p, Path(p).name)
+    tmp.replace(path)
+    return path
+
+
+def _widgets():
+    import ipywidgets
+
+    return ipywidgets
+
+
+class DenoiseApp:
+    """A small denoising interface: model, upload, strength, stereo, Denoise button,
+    progress bar, and per file the spectrograms, players and a download link.
+
+    Display it with ``display(app.ui)`` (or just ``app`` as a cell's last line).
+    ``app.denoise(paths)`` does what the button does, for scripts and tests.
+
+    Args:
+        model: registry name or checkpoint path selected at start.
+        out_dir: where results are written.
+        upload_dir: where uploaded files are saved.
+        seconds: length of the previews, seconds.
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        out_dir: str | Path = "denoised",
+        upload_dir: str | Path = "uploads",
+        seconds: float | None = PREVIEW_SECONDS,
+    ):
+        from histdenoise.registry import DEFAULT_MODEL, list_models
+
+        w = _widgets()
+        self.out_dir, self.upload_dir, self.seconds = Path(out_dir), Path(upload_dir), seconds
+        names = list_models()
+        model = model or DEFAULT_MODEL
+        if model not in names:
+            names.append(model)
+        self._denoisers: dict[str, object] = {}
+        self.results: list = []
+        self.model = w.Dropdown(options=names, value=model, description="Model")
+        self.chooser = w.FileUpload(accept="audio/*,.wav,.flac,.ogg,.mp3,.aif,.aiff",
+                                    multiple=True, description="Upload")
+        self.strength = w.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.05,
+                                      description="Strength")
+        self.stereo = w.Checkbox(value=True, description="Keep stereo")
+        self.button = w.Button(description="Denoise", button_style="primary", icon="magic")
+        self.progress, self._callback = progress_bar()
+        self.status = w.HTML("Upload recordings (or press Denoise for the example).")
+        self.output = w.VBox()
+        self.button.on_click(lambda _: self.denoise())
+        self.ui = w.VBox([
+            w.HBox([self.model, self.chooser]),
+            w.HBox([self.strength, self.stereo]),
+            w.HBox([self.button, self.progress]),
+            self.status,
+            self.output,
+        ])
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.ui)
+
+    def denoiser(self):
+        """The `Denoiser` for the selected model (loaded, or downloaded, once)."""
+        from histdenoise.denoiser import Denoiser
+
+        name = self.model.value
+        if name not in self._denoisers:
+            self.status.value = f"Loading model {_escape(name)}..."
+            self._denoisers[name] = Denoiser(name)
+        return self._denoisers[name]
+
+    def denoise(self, paths: list[str | Path] | None = None) -> list:
+        """Denoise ``paths`` (default: the uploaded files, else the example recording) and
+        show the results; errors are shown one line per file, never raised."""
+        from histdenoise.plotting import to_png
+
+        w = _widgets()
+        if paths is None:
+            paths = save_uploads(self.chooser.value, self.upload_dir) or [example_recording()]
+        self.button.disabled = True
+        self.status.value = f"Denoising {len(paths)} file(s)..."
+        try:
+            results, problems = denoise_files(
+                self.denoiser,
+                paths,
+                self.out_dir,
+                strength=self.strength.value,
+                mono=not self.stereo.value,
+                progress=self._callback,
+            )
+        finally:
+            self.button.disabled = False
+        views = []
+        for r in results:
+            views.append(w.VBox([
+                w.HTML(f"<h4>{Path(r.input).name}</h4>"),
+                w.Image(value=to_png(result_figure(r, self.seconds)), format="png"),
+                w.HTML(result_players(r, self.seconds)),
+                w.HTML(_download_link(r.denoised)),
+            ]))
+        self.output.children = tuple(views)
+        done = f"Done: {len(results)} file(s) in {self.out_dir}/."
+        errors = "".join(f"<br><span style='color:#b00'>{_escape(p)}</span>" for p in problems)
+        self.status.value = (done if results else "Nothing denoised.") + errors
+        self.results = results
+        return results
+
+
+def denoise_files(
+    denoiser,
+    paths: list[str | Path],
+    out_dir: str | Path = "denoised",
+    *,
+    strength: float = 1.0,
+    mono: bool = False,
+    progress: Callable[[float, float], None] | None = None,
+) -> tuple[list, list[str]]:
+    """Denoise files into ``out_dir`` (existing results replaced), one failure not
+    stopping the others.
+
+    Args:
+        denoiser: a `Denoiser`, a model name or path, or a function returning a Denoiser
+            (called once, so loading errors are reported like file errors).
+        progress: callback in seconds of audio per file; a tqdm bar when None.
+
+    Returns:
+        ``(results, problems)``: `FileResult` per good file, one line per bad one.
+    """
+    from tqdm.auto import tqdm
+
+    from histdenoise.denoiser import Denoiser, DenoiseSettings
+    from histdenoise.errors import HistdenoiseError
+
+    results, problems = [], []
+    try:
+        if callable(denoiser) and not isinstance(denoiser, Denoiser):
+            denoiser = denoiser()
+        elif not isinstance(denoiser, Denoiser):
+            denoiser = Denoiser(denoiser)
+    except HistdenoiseError as exc:
+        return [], [str(exc).splitlines()[0]]
+    settings = DenoiseSettings(strength=strength, mono=mono)
+    for path in paths:
+        bar = None
+        callback = progress
+        if callback is None:
+            bar = tqdm(total=1, unit="s", desc=Path(path).name, bar_format=(
+                "{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]"))
+
+            def callback(done: float, total: float, bar=bar) -> None:
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+
+        try:
+            results.append(denoiser.denoise_file(path, out_dir, settings=settings,
+                                                 overwrite=True, progress=callback))
+        except (HistdenoiseError, OSError) as exc:
+            problems.append(str(exc).splitlines()[0])
+        finally:
+            if bar is not None:
+                bar.close()
+    return results, problems
+
+
+def ask_for_recordings(source: str = "upload", folder: str | Path = "uploads") -> list[Path]:
+    """Recordings to work on: ``"example"`` gives the shipped example; ``"upload"`` opens
+    Colab's upload dialog, or elsewhere shows a file chooser and returns a list that fills
+    as files are chosen (run the next cell afterwards)."""
+    if source == "example":
+        return [example_recording()]
+    if source != "upload":
+        raise ValueError(f"source must be 'example' or 'upload', not {source!r}")
+    if in_colab():
+        return upload(folder)
+    from IPython.display import display
+
+    chosen: list[Path] = []
+    display(upload_widget(chosen.extend, folder))
+    print("Choose recordings above, then run the next cell (the example is used if none).")
+    return chosen
+
+
+def show_figure(fig) -> None:
+    """Display a matplotlib Figure as a PNG image (no pyplot needed)."""
+    from IPython.display import Image, display
+
+    from histdenoise.plotting import to_png
+
+    display(Image(data=to_png(fig), format="png"))
+
+
+def _escape(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+def _download_link(path: Path, limit_bytes: int = 64_000_000) -> str:
+    """An HTML link that downloads ``path`` from the page itself (works in Voilà and
+    Colab alike); just the path when the file is too big to embed."""
+    import base64
+    import mimetypes
+
+    path = Path(path)
+    if path.stat().st_size > limit_bytes:
+        return f"Saved to <code>{_escape(str(path))}</code>"
+    mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f"<a download='{_escape(path.name)}' href='data:{mime};base64,{data}'>"
+            f"Download {_escape(path.name)}</a>")

@@ -18,6 +18,15 @@ def _figure(*args, **kwargs):
     return Figure(*args, **kwargs)
 
 
+def to_png(fig, dpi: int = 96) -> bytes:
+    """The figure as PNG bytes (for widgets, reports and notebooks without pyplot)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
 def db_spectrogram(x: np.ndarray, sr: int, n_fft: int = 2048, hop: int = 512) -> np.ndarray:
     """Magnitude in dB (full scale sine = 0 dB) of a mono signal: (bins, frames)."""
     import librosa
@@ -100,4 +109,51 @@ def plot_history(history: Sequence[dict]):
     ax2.plot(steps, [float(h["val_si_sdr_improvement_db"]) for h in history], color="C2")
     ax2.set_xlabel("step")
     ax2.set_ylabel("validation SI-SDR improvement (dB)")
+    return fig
+
+
+def plot_frequency_encoding(encoding: np.ndarray, sr: int = 44100):
+    """The cosine frequency-position channels: (bins, n) against frequency, Hz."""
+    n = encoding.shape[1]
+    fig = _figure(figsize=(7, 3.2), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(
+        encoding.T,
+        aspect="auto",
+        origin="lower",
+        cmap="coolwarm",
+        vmin=-1,
+        vmax=1,
+        extent=(0, sr / 2, -0.5, n - 0.5),
+        interpolation="nearest",
+    )
+    ax.set_xlabel("frequency (Hz)")
+    ax.set_ylabel("channel k: cos(2^k pi f / (sr/2))")
+    fig.colorbar(image, ax=ax)
+    return fig
+
+
+def plot_masks(mask: np.ndarray, sr: int = 44100, hop: int = 512, count: int = 4):
+    """The first ``count`` channels of an attention mask (frames, bins, channels), 0..1."""
+    frames, _, channels = mask.shape
+    count = min(count, channels)
+    fig = _figure(figsize=(3.4 * count, 3.2), layout="constrained")
+    axes = fig.subplots(1, count, sharey=True, squeeze=False)[0]
+    image = None
+    for c, ax in enumerate(axes):
+        image = ax.imshow(
+            mask[:, :, c].T,
+            aspect="auto",
+            origin="lower",
+            cmap="viridis",
+            vmin=0,
+            vmax=1,
+            extent=(0, frames * hop / sr, 0, sr / 2),
+            interpolation="nearest",
+        )
+        ax.set_yscale("symlog", linthresh=200)
+        ax.set_title(f"mask channel {c}")
+        ax.set_xlabel("time (s)")
+    axes[0].set_ylabel("frequency (Hz)")
+    fig.colorbar(image, ax=list(axes), shrink=0.9)
     return fig

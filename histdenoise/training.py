@@ -354,6 +354,17 @@ def _append_row(path: Path, row: dict) -> None:
         writer.writerow(row)
 
 
+def read_history(run_dir: str | Path) -> list[dict]:
+    """The rows of a run's ``history.csv`` (step, losses, validation SI-SDR improvement dB,
+    minutes), numbers as floats; empty before the first validation."""
+    path = Path(run_dir) / "history.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)}
+                for row in csv.DictReader(f)]
+
+
 def train(config: TrainConfig, progress: bool = True) -> tuple[dict, Path | None]:
     """Train (resuming if the run folder has a checkpoint); export the model when done."""
     trainer = Trainer(config, progress=progress)

@@ -1,0 +1,179 @@
+"""Every notebook runs headless end to end (nbclient) with fast settings, and the
+committed notebooks are clean Colab form notebooks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from tests.test_training import corpus  # noqa: F401  (a tiny four-piece corpus fixture)
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb")) + [REPO / "colab" / "demo.ipynb"]
+ALLOWED_METADATA = {"kernelspec", "language_info", "colab", "accelerator"}
+
+
+def load(path: Path):
+    return nbformat.read(path, as_version=4)
+
+
+def set_params(nb, **values) -> None:
+    """Replace the values of ``NAME = ...  #@param`` lines (as Colab's form fields do)."""
+    found = set()
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        lines = cell.source.split("\n")
+        for i, line in enumerate(lines):
+            m = re.match(r"^(\w+) = .*?(\s+#@param.*)$", line)
+            if m and m.group(1) in values:
+                lines[i] = f"{m.group(1)} = {values[m.group(1)]!r}{m.group(2)}"
+                found.add(m.group(1))
+        cell.source = "\n".join(lines)
+    assert found == set(values), f"no form field for {set(values) - found}"
+
+
+def run(path: Path, cwd: Path, **params):
+    """Execute a copy of the notebook in ``cwd``; returns the executed notebook."""
+    nb = load(path)
+    set_params(nb, **params)
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(cwd)}}).execute()
+    return nb
+
+
+def outputs(nb) -> list:
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+
+
+def count(nb, mime: str, needle: str | None = None) -> int:
+    total = 0
+    for o in outputs(nb):
+        data = o.get("data", {})
+        if mime in data:
+            total += 1 if needle is None else str(data[mime]).count(needle)
+    return total
+
+
+def text(nb) -> str:
+    parts = []
+    for o in outputs(nb):
+        parts.append(o.get("text", ""))
+        parts.append(str(o.get("data", {}).get("text/plain", "")))
+    return "".join(parts)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_notebooks_are_clean_form_notebooks(path):
+    nb = load(path)
+    nbformat.validate(nb)
+    assert set(nb.metadata) <= ALLOWED_METADATA
+    rel = path.relative_to(REPO).as_posix()
+    first = nb.cells[0]
+    assert first.cell_type == "markdown" and "colab-badge.svg" in first.source
+    assert f"/blob/main/{rel})" in first.source
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, "stale outputs"
+            assert cell.source.startswith("#@title "), cell.source[:60]
+            assert cell.metadata.get("cellView") == "form"
+            assert "def " not in cell.source and "class " not in cell.source, (
+                "notebook helpers belong in the library")
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A scratch folder and a private model cache for the kernel."""
+    monkeypatch.setenv("HISTDENOISE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("HISTDENOISE_REGISTRY", raising=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    return work
+
+
+def test_colab_demo_downloads_the_published_weights_and_denoises(
+    workdir, tmp_path, monkeypatch, server, small_zip_bytes
+):
+    """The demo's default path: the moliner2022 entry downloaded over HTTP (here the
+    reference's small checkpoint, packed like the release, from 127.0.0.1), the upload
+    chooser (no Colab here) falling back to the example, players, spectrograms, zip."""
+    server.files["/checkpoint.zip"] = small_zip_bytes
+    shipped = json.loads((REPO / "checkpoints" / "registry.json").read_text())
+    entry = shipped["models"]["moliner2022"]
+    entry["urls"] = [{"url": server.url("/checkpoint.zip")}]
+    entry["sha256"] = hashlib.sha256(small_zip_bytes).hexdigest()
+    entry["size"] = len(small_zip_bytes)
+    shipped["models"]["bundled"]["path"] = str(REPO / "checkpoints" / "bundled")
+    registry = tmp_path / "registry.json"
+    registry.write_text(json.dumps(shipped))
+    monkeypatch.setenv("HISTDENOISE_REGISTRY", str(registry))
+
+    nb = run(REPO / "colab" / "demo.ipynb", workdir, PREVIEW_SECONDS=4)
+    assert [p for p, _ in server.requests] == ["/checkpoint.zip"]
+    assert count(nb, "application/vnd.jupyter.widget-view+json") >= 1  # the upload chooser
+    assert count(nb, "image/png") == 1
+    assert count(nb, "text/html", "<audio") == 3
+    assert "histdenoise_results.zip" in str([o.get("data", {}) for o in outputs(nb)])
+    archive = workdir / "denoised" / "histdenoise_results.zip"
+    import zipfile
+
+    assert sorted(zipfile.ZipFile(archive).namelist()) == [
+        "k80_78rpm_denoised.flac", "k80_78rpm_report.json", "k80_78rpm_residual.flac"]
+
+
+def test_notebook_1_interface_and_code_path(workdir):
+    nb = run(REPO / "notebooks" / "01_denoise.ipynb", workdir, DENOISE_EXAMPLE=True,
+             PREVIEW_SECONDS=3)
+    assert count(nb, "application/vnd.jupyter.widget-view+json") == 1  # the app
+    assert count(nb, "image/png") == 1 and count(nb, "text/html", "<audio") == 3
+    assert (workdir / "denoised" / "k80_78rpm_denoised.flac").is_file()
+    states = nb.metadata.get("widgets", {}).get(
+        "application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    html = [s["state"].get("value", "") for s in states.values()
+            if s["model_name"] == "HTMLModel"]
+    assert any(v.startswith("Done: 1 file(s)") for v in html)
+    assert sum(v.count("<audio") for v in html) == 3
+    assert any(s["model_name"] == "ImageModel" for s in states.values())
+
+
+def test_notebook_2_degradations(workdir):
+    nb = run(REPO / "notebooks" / "02_degradations.ipynb", workdir, SECONDS=2.0)
+    assert count(nb, "image/png") == 7  # six types + all at once
+    assert count(nb, "text/html", "<audio") == 1 + 2 * 6 + 1
+    for name in ("hiss", "clicks", "crackle", "thumps", "hum", "rumble"):
+        assert f"<h3>{name}</h3>" in str(outputs(nb))
+
+
+def test_notebook_3_inside_the_model(workdir):
+    nb = run(REPO / "notebooks" / "03_inside_the_model.ipynb", workdir, SECONDS=2.0)
+    assert count(nb, "image/png") == 3  # encoding, stages, masks
+    assert count(nb, "text/html", "<audio") == 3
+    out = text(nb)
+    err = float(re.search(r"round trip: max error (\S+)", out).group(1))
+    assert err < 1e-5
+    assert "71,408,196 parameters" in out and "mask: (" in out
+    si = [float(v) for v in re.findall(r"SI-SDR\s+(-?\d+\.\d+) dB", out)]
+    assert len(si) == 3
+
+
+def test_notebook_4_trains_and_plots(workdir, corpus):  # noqa: F811
+    nb = run(REPO / "notebooks" / "04_train.ipynb", workdir, CORPUS=str(corpus),
+             BUILD_CORPUS=False, STEPS=4, MINUTES=3, WIDTH=4, DEPTH=2)
+    out = text(nb)
+    assert "train      2 pieces" in out and "model saved in" in out
+    assert count(nb, "image/png") == 2 and count(nb, "text/html", "<audio") == 3
+    assert (workdir / "runs" / "notebook" / "model" / "model.json").is_file()
+
+
+def test_notebook_5_evaluates_against_baselines(workdir, corpus):  # noqa: F811
+    nb = run(REPO / "notebooks" / "05_evaluate.ipynb", workdir, CORPUS=str(corpus),
+             BUILD_CORPUS=False, EXCERPTS_PER_PIECE=1, EXCERPT_SECONDS=3.0)
+    out = text(nb)
+    assert "3 noisy excerpts" in out and "noisereduce" in out
+    assert count(nb, "image/png") == 2

@@ -22,6 +22,10 @@ _LAZY = {
     "cache_dir": "histdenoise.registry",
     "ensure_model": "histdenoise.download",
     "HistdenoiseError": "histdenoise.errors",
+    "Denoiser": "histdenoise.denoiser",
+    "DenoiseSettings": "histdenoise.denoiser",
+    "export_model": "histdenoise.export",
+    "OnnxNetwork": "histdenoise.onnx_backend",
 }
 
 __all__ = ["__version__", *_LAZY]

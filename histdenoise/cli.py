@@ -42,7 +42,15 @@ def add_denoise(sub) -> None:
         "--model",
         default=None,
         metavar="NAME|PATH",
-        help="registry name or checkpoint path (default: the default model)",
+        help="registry name or checkpoint path (default: the default model); with "
+        "--backend onnxruntime, an exported ONNX folder or .onnx file",
+    )
+    p.add_argument(
+        "--backend",
+        choices=("tensorflow", "onnxruntime"),
+        default="tensorflow",
+        help="run the network with TensorFlow, or with ONNX Runtime on an ONNX export "
+        "(`histdenoise export`; TensorFlow is then never imported)",
     )
     p.add_argument("--recursive", action="store_true", help="descend into subfolders")
     exist = p.add_mutually_exclusive_group()
@@ -128,7 +136,7 @@ def cmd_denoise(args) -> int:
         todo.append((job, info))
     done = 0
     if todo:
-        denoiser = Denoiser(args.model, batch_size=args.batch_size)
+        denoiser = Denoiser(args.model, batch_size=args.batch_size, backend=args.backend)
         total = sum(info.duration for _, info in todo)
         with tqdm(
             total=round(total, 1),
@@ -386,6 +394,53 @@ def cmd_convert(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- export
+def add_export(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a model for other runtimes: ONNX or TF SavedModel, with its card",
+        description="Export MODEL (registry name, checkpoint path or native folder) for "
+        "inference: spectrogram (batch, frames, 1025, 2) in, denoised spectrogram out, batch "
+        "and frames dynamic. OUT is a folder: onnx gives OUT/model.onnx (card in its "
+        "metadata) + OUT/model.json; savedmodel gives a SavedModel folder (signature "
+        "serving_default) + OUT/model.json. The export is checked against TensorFlow and "
+        "written atomically.",
+    )
+    p.add_argument("model", help="registry name, checkpoint path or native folder")
+    p.add_argument(
+        "--format",
+        choices=("onnx", "savedmodel"),
+        default="onnx",
+        help="onnx (run it with --backend onnxruntime) or savedmodel (default: onnx)",
+    )
+    p.add_argument("out", type=Path, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args) -> int:
+    from histdenoise.export import export_model, read_export
+
+    out = export_model(args.model, args.out, format=args.format, overwrite=args.overwrite)
+    record = read_export(out)["export"]
+    files = sorted(p for p in out.rglob("*") if p.is_file())
+    size = sum(p.stat().st_size for p in files)
+    print(
+        f"{out}: {args.format} export of {args.model}, {len(files)} files, "
+        f"{size / 1e6:.1f} MB, {record['seconds']:.1f} s"
+    )
+    for path in files:
+        if path.parent == out:
+            print(f"  {path.name}\t{path.stat().st_size:,} bytes")
+    if record.get("max_error") is not None:
+        frames = ", ".join(str(f) for f in record["checked_frames"])
+        print(
+            f"checked against TensorFlow (batch {record['checked_batch']}, {frames} frames): "
+            f"max difference {record['max_error']:.1e} of max |output|"
+        )
+    return 0
+
+
 # --------------------------------------------------------------------------- info
 def add_info(sub) -> None:
     p = sub.add_parser("info", help="show a model's config, parameter count and card")
@@ -410,6 +465,7 @@ COMMANDS: tuple[Callable, ...] = (
     add_download,
     add_models,
     add_convert,
+    add_export,
     add_info,
     add_build_corpus,
     add_train,

@@ -25,6 +25,7 @@ from histdenoise.audio import (
     to_float,
 )
 from histdenoise.engine import ChunkConfig, StreamingEngine
+from histdenoise.errors import CheckpointError, HistdenoiseError
 from histdenoise.stft import StftConfig
 
 Progress = Callable[[float, float], None]
@@ -32,6 +33,9 @@ Progress = Callable[[float, float], None]
 
 BLOCK_SECONDS = 10.0
 """Seconds of audio read from a file at a time."""
+
+BACKENDS = ("tensorflow", "onnxruntime")
+"""Ways to run the network: TensorFlow (any checkpoint) or ONNX Runtime (an ONNX export)."""
 
 
 @dataclass(frozen=True)
@@ -81,33 +85,49 @@ class Denoiser:
     """Denoise recordings with a two-stage U-Net.
 
     Args:
-        model: registry name, checkpoint path (see `histdenoise.load_network`) or a Keras
-            model; the default model when None.
+        model: with the ``"tensorflow"`` backend, a registry name, checkpoint path (see
+            `histdenoise.load_network`) or a Keras model, the default model when None; with
+            ``"onnxruntime"``, an exported ONNX folder (``model.onnx`` + ``model.json``, see
+            `histdenoise.export`) or a ``.onnx`` file.
         batch_size: spectrogram chunks (5 s of one channel each) per network call.
         chunk: chunking of the spectrogram (frames per chunk, margin, cross-fade).
+        backend: ``"tensorflow"`` or ``"onnxruntime"``; the latter never imports
+            TensorFlow (numpy, soundfile, soxr and onnxruntime suffice).
 
     Example::
 
         d = Denoiser()
         denoised, removed = d.denoise(audio, 48000)          # (samples,) or (samples, ch)
         result = d.denoise_file("disc 1.flac", out_dir="out")
+        d = Denoiser("bundled-onnx", backend="onnxruntime")  # from `histdenoise export`
     """
 
-    def __init__(self, model=None, *, batch_size: int = 2, chunk: ChunkConfig | None = None):
-        from histdenoise.loading import load_network
-        from histdenoise.native import ModelCard
-        from histdenoise.registry import DEFAULT_MODEL
+    def __init__(
+        self,
+        model=None,
+        *,
+        batch_size: int = 2,
+        chunk: ChunkConfig | None = None,
+        backend: str = "tensorflow",
+    ):
+        if backend == "tensorflow":
+            self.model, self.card, self._fn = _load_tensorflow(model)
+        elif backend == "onnxruntime":
+            from histdenoise.onnx_backend import OnnxNetwork
 
-        self.model = load_network(model if model is not None else DEFAULT_MODEL)
-        card = getattr(self.model, "histdenoise_card", None)
-        if card is None:
-            config = getattr(self.model, "histdenoise_config", None)
-            card = ModelCard(name=getattr(self.model, "name", "custom"), config=config)
-        self.card = card
-        self.stft = card.stft if card.stft else StftConfig()
+            if model is None:
+                raise CheckpointError(
+                    "the onnxruntime backend needs an exported ONNX model (make one with "
+                    "`histdenoise export bundled --format onnx OUT`)"
+                )
+            self.model = OnnxNetwork(model)
+            self.card, self._fn = self.model.card, self.model
+        else:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.backend = backend
+        self.stft = self.card.stft if self.card.stft else StftConfig()
         self.batch_size = max(1, int(batch_size))
         self.chunk = chunk or ChunkConfig()
-        self._fn = _compile(self.model)
 
     @property
     def samplerate(self) -> int:
@@ -317,6 +337,7 @@ class Denoiser:
             },
             "settings": {
                 **asdict(settings),
+                "backend": self.backend,
                 "batch_size": self.batch_size,
                 "chunk": asdict(self.chunk),
             },
@@ -346,6 +367,28 @@ def _apply_strength(x: np.ndarray, y: np.ndarray, strength: float) -> np.ndarray
     """``input - strength * (input - estimate)`` in float64."""
     xf = to_float(x)
     return xf - strength * (xf - y.astype(np.float64))
+
+
+def _load_tensorflow(model) -> tuple[object, object, Callable[[np.ndarray], np.ndarray]]:
+    """Load ``model`` with TensorFlow: the Keras model, its card and the network function."""
+    try:
+        from histdenoise.loading import load_network
+        from histdenoise.native import ModelCard
+    except ImportError as exc:
+        if exc.name not in ("tensorflow", "keras"):
+            raise
+        raise HistdenoiseError(
+            f"the tensorflow backend needs TensorFlow ({exc.name} is not installed: pip install "
+            "tensorflow), or use --backend onnxruntime with an ONNX export"
+        ) from None
+    from histdenoise.registry import DEFAULT_MODEL
+
+    network = load_network(model if model is not None else DEFAULT_MODEL)
+    card = getattr(network, "histdenoise_card", None)
+    if card is None:
+        config = getattr(network, "histdenoise_config", None)
+        card = ModelCard(name=getattr(network, "name", "custom"), config=config)
+    return network, card, _compile(network)
 
 
 def _compile(model) -> Callable[[np.ndarray], np.ndarray]:

@@ -21,3 +21,7 @@ class RegistryError(HistdenoiseError):
 
 class VerificationError(DownloadError):
     """A downloaded or supplied file is not what the registry describes."""
+
+
+class ExportError(HistdenoiseError):
+    """A model could not be exported, or the export target is unusable."""

@@ -83,3 +83,11 @@ def identity_model():
 
     x = keras.Input((None, 1025, 2))
     return keras.Model(x, [x, x], name="identity")
+
+
+@pytest.fixture(scope="session")
+def sentinel_onnx(sentinel, tmp_path_factory) -> Path:
+    """The sentinel model exported to ONNX: a folder with model.onnx and model.json."""
+    from histdenoise.export import export_model
+
+    return export_model(sentinel, tmp_path_factory.mktemp("exports") / "sentinel-onnx")

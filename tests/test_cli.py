@@ -172,3 +172,43 @@ def test_console_script_runs(tmp_path):
     assert out.stderr.strip().splitlines()[-1] == (
         f"histdenoise: error: {tmp_path / 'none'}: no such file or folder"
     )
+
+
+def test_export_both_formats_overwrite_and_refusal(sentinel, tmp_path, capsys):
+    onnx_dir = tmp_path / "sentinel onnx"
+    assert main(["export", str(sentinel), "--format", "onnx", str(onnx_dir)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{onnx_dir}: onnx export of {sentinel}, 2 files")
+    assert "model.onnx\t" in out and "model.json\t" in out
+    assert "checked against TensorFlow (batch 2, 4, 7 frames): max difference" in out
+    assert sorted(p.name for p in onnx_dir.iterdir()) == ["model.json", "model.onnx"]
+    stamp = (onnx_dir / "model.onnx").stat().st_mtime_ns
+    assert main(["export", str(sentinel), "--format", "onnx", str(onnx_dir)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err == f"histdenoise: error: {onnx_dir}: already exists (use --overwrite to replace it)\n"
+    )
+    assert (onnx_dir / "model.onnx").stat().st_mtime_ns == stamp
+    sm_dir = tmp_path / "sm"
+    assert main(["export", str(sentinel), str(sm_dir), "--format", "savedmodel"]) == 0
+    assert (sm_dir / "saved_model.pb").is_file() and (sm_dir / "model.json").is_file()
+    assert (
+        main(["export", str(sentinel), str(onnx_dir), "--format", "savedmodel", "--overwrite"]) == 0
+    )
+    assert (onnx_dir / "saved_model.pb").is_file() and not (onnx_dir / "model.onnx").exists()
+    assert json.loads((onnx_dir / "model.json").read_text())["export"]["format"] == "savedmodel"
+
+
+def test_export_default_format_is_onnx_and_bad_input_is_refused(sentinel, tmp_path, capsys):
+    missing = tmp_path / "no model"
+    assert main(["export", str(missing), str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err == f"histdenoise: error: {missing}: no such file or folder\n"
+    assert main(["export", "nosuch", str(tmp_path / "out")]) == 1
+    assert "nosuch: no such model" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit) as e:
+        main(["export", str(sentinel), str(tmp_path / "out"), "--format", "tflite"])
+    assert e.value.code == 2 and "--format" in capsys.readouterr().err
+    assert main(["export", str(sentinel), str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "model.onnx").is_file()

@@ -191,3 +191,36 @@ def test_progress_bars_count_seconds(sentinel, tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "all files: 100%" in out.stderr and "1.0/1.0 s" in out.stderr
+
+
+def test_backend_onnxruntime(sentinel_onnx, sentinel, tmp_path):
+    a = write(tmp_path / "a.wav", channels=2, subtype="FLOAT")
+    args = ["denoise", str(a), "--model", str(sentinel_onnx), "--quiet", "--backend"]
+    assert main([*args, "onnxruntime", "-o", str(tmp_path / "ort")]) == 0
+    report = json.loads((tmp_path / "ort" / "a_report.json").read_text())
+    assert report["settings"]["backend"] == "onnxruntime" and report["model"]["name"] == "sentinel"
+    tf_args = ["denoise", str(a), "--model", str(sentinel), "--quiet", "-o", str(tmp_path / "tf")]
+    assert main([*tf_args, "--backend", "tensorflow"]) == 0
+    assert json.loads((tmp_path / "tf" / "a_report.json").read_text())["settings"]["backend"] == (
+        "tensorflow"
+    )
+    got = sf.read(tmp_path / "ort" / "a_denoised.wav")[0]
+    expected = sf.read(tmp_path / "tf" / "a_denoised.wav")[0]
+    assert np.max(np.abs(got - expected)) < 1e-4 * np.max(np.abs(expected))
+
+
+def test_backend_onnxruntime_needs_an_onnx_export(sentinel, tmp_path, capsys):
+    a = write(tmp_path / "a.wav")
+    args = ["denoise", str(a), "--backend", "onnxruntime", "--quiet"]
+    assert main([*args, "--model", str(sentinel)]) == 1
+    err = capsys.readouterr().err
+    assert f"histdenoise: error: {sentinel}: not an exported ONNX model" in err
+    assert err.count("\n") == 1
+    assert main(args) == 1  # no --model: the registry's default is not an ONNX export
+    assert "needs an exported ONNX model" in capsys.readouterr().err
+    assert main([*args, "--model", "bundled"]) == 1
+    assert "not a registry name" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav"]
+    with pytest.raises(SystemExit) as e:
+        main([*args, "--backend", "torch"])
+    assert e.value.code == 2

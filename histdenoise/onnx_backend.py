@@ -1,0 +1,228 @@
+"""Run an exported network with ONNX Runtime, without TensorFlow or Keras.
+
+This module and everything it imports need only numpy and onnxruntime, so that
+``Denoiser(path, backend="onnxruntime")`` (and ``histdenoise denoise --backend
+onnxruntime``) work in an environment without TensorFlow. The export itself is
+`histdenoise.export`; the layout of an exported ONNX folder is::
+
+    model.onnx   graph: "spectrogram" (batch, frames, 1025, 2) float32 -> "denoised" (same
+                 shape, stage 2 of the network); batch and frames are dynamic. The model card
+                 is in metadata_props["histdenoise_card"] (JSON), the export record in
+                 metadata_props["histdenoise_export"].
+    model.json   the same model card, plus an "export" key holding the export record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from histdenoise.errors import CheckpointError
+from histdenoise.stft import StftConfig
+
+ONNX_NAME = "model.onnx"
+"""File name of the graph in an exported ONNX folder."""
+CARD_NAME = "model.json"
+"""File name of the model card beside an exported model."""
+CARD_KEY = "histdenoise_card"
+"""ONNX metadata_props key of the model card (JSON)."""
+EXPORT_KEY = "histdenoise_export"
+"""ONNX metadata_props key of the export record (JSON): versions, opset, measured error."""
+INPUT_NAME = "spectrogram"
+OUTPUT_NAME = "denoised"
+
+_EXPORT_HINT = "make one with `histdenoise export MODEL --format onnx OUT`"
+
+
+@dataclass
+class CardInfo:
+    """The parts of a model card (`histdenoise.native.ModelCard`) the ONNX path uses.
+
+    Read from JSON without importing Keras. ``data`` is the whole card as stored, so that
+    ``ModelCard.from_dict(card.data)`` rebuilds the full card where Keras is available.
+
+    Attributes:
+        name: model name.
+        stft: STFT the network expects (sample rate in Hz, n_fft and hop in samples).
+        licence: SPDX identifier of the weights' licence.
+        weights_sha256: sha256 of the weights the export was made from.
+        description: one paragraph for people.
+        config: the network config as stored (``channels``, ``depth``, ...).
+        data: the complete card dictionary.
+    """
+
+    name: str
+    stft: StftConfig = field(default_factory=StftConfig)
+    licence: str = ""
+    weights_sha256: str = ""
+    description: str = ""
+    config: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CardInfo:
+        """Build from a card dictionary (``ModelCard.to_dict()``, as in ``model.json``)."""
+        if not isinstance(d, dict) or "name" not in d:
+            raise ValueError("not a model card (no 'name')")
+        card = {k: v for k, v in d.items() if k != "export"}
+        return cls(
+            name=str(card["name"]),
+            stft=StftConfig.from_dict(card.get("stft") or {}),
+            licence=str(card.get("licence", "")),
+            weights_sha256=str(card.get("weights_sha256", "")),
+            description=str(card.get("description", "")),
+            config=dict(card.get("config") or {}),
+            data=card,
+        )
+
+
+def find_onnx(source: str | os.PathLike) -> Path:
+    """The ``.onnx`` file of an exported model: ``source`` itself or ``source/model.onnx``.
+
+    Raises:
+        CheckpointError: one line naming ``source`` when it is neither.
+    """
+    text = os.fspath(source)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        onnx_file = path / ONNX_NAME
+        if onnx_file.is_file():
+            return onnx_file
+        raise CheckpointError(
+            f"{path}: not an exported ONNX model (no {ONNX_NAME} in this folder; {_EXPORT_HINT})"
+        )
+    if path.is_file():
+        if path.suffix.lower() != ".onnx":
+            raise CheckpointError(
+                f"{path}: not an ONNX model (the onnxruntime backend takes a .onnx file or a "
+                f"folder with {ONNX_NAME}; {_EXPORT_HINT})"
+            )
+        return path
+    if os.sep in text or "/" in text or path.suffix:
+        raise CheckpointError(f"{text}: no such file or folder")
+    raise CheckpointError(
+        f"{text}: the onnxruntime backend needs an exported ONNX model (a folder with "
+        f"{ONNX_NAME} or a .onnx file), not a registry name; make one with "
+        f"`histdenoise export {text} --format onnx OUT`"
+    )
+
+
+def default_providers() -> list[str]:
+    """CUDA if this onnxruntime build has it, then the CPU."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return [p for p in wanted if p in available] or ["CPUExecutionProvider"]
+
+
+class OnnxNetwork:
+    """An exported network run by ``onnxruntime.InferenceSession``.
+
+    Calling it maps a (batch, frames, bins, 2) float32 spectrogram (real and imaginary
+    parts) to the denoised spectrogram of the same shape, as `histdenoise.engine` expects.
+
+    Args:
+        source: an exported ONNX folder (with ``model.onnx``) or a ``.onnx`` file.
+        providers: onnxruntime execution providers; `default_providers()` if None.
+        threads: intra-op threads; onnxruntime's default (one per physical core) if None.
+
+    Attributes:
+        path: the ``.onnx`` file.
+        card: the model card (from the graph's metadata, else ``model.json`` beside it).
+        export_info: the export record (opset, versions, measured error), or ``{}``.
+        session: the ``onnxruntime.InferenceSession``.
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike,
+        *,
+        providers: list[str] | None = None,
+        threads: int | None = None,
+    ):
+        import onnxruntime as ort
+
+        self.path = find_onnx(source)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), sess_options=options, providers=providers or default_providers()
+            )
+        except Exception as exc:
+            raise CheckpointError(
+                f"{self.path}: not a readable ONNX model ({_first_line(exc)})"
+            ) from None
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[-1] != 2:
+            shapes = [(i.name, i.shape) for i in inputs]
+            raise CheckpointError(
+                f"{self.path}: not a histdenoise network (expects inputs {shapes}, "
+                "wanted one (batch, frames, bins, 2))"
+            )
+        self.input_name = inputs[0].name
+        self.output_name = next((o.name for o in outputs if o.name == OUTPUT_NAME), outputs[0].name)
+        self.bins = inputs[0].shape[2] if isinstance(inputs[0].shape[2], int) else None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.card = self._read_card(meta)
+        try:
+            self.export_info: dict = json.loads(meta.get(EXPORT_KEY, "{}"))
+        except ValueError:
+            self.export_info = {}
+        if self.bins is not None and self.bins != self.card.stft.bins:
+            raise CheckpointError(
+                f"{self.path}: the graph takes {self.bins} frequency bins but the model card's "
+                f"STFT gives {self.card.stft.bins}"
+            )
+
+    def _read_card(self, meta: dict[str, str]) -> CardInfo:
+        card_file = self.path.with_name(CARD_NAME)
+        try:
+            if CARD_KEY in meta:
+                return CardInfo.from_dict(json.loads(meta[CARD_KEY]))
+            if card_file.is_file():
+                return CardInfo.from_dict(json.loads(card_file.read_text(encoding="utf-8")))
+        except (ValueError, TypeError, KeyError) as exc:
+            where = f"{self.path} metadata" if CARD_KEY in meta else str(card_file)
+            raise CheckpointError(f"{where}: invalid model card ({exc})") from None
+        raise CheckpointError(
+            f"{self.path}: no model card (neither metadata '{CARD_KEY}' nor {CARD_NAME} beside it)"
+        )
+
+    @property
+    def providers(self) -> list[str]:
+        """Execution providers the session uses, in order of preference."""
+        return list(self.session.get_providers())
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Denoise spectrograms: (batch, frames, bins, 2) float32 -> the same shape."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != 4 or x.shape[-1] != 2 or (self.bins is not None and x.shape[2] != self.bins):
+            raise ValueError(f"expected (batch, frames, {self.bins}, 2) input, got {x.shape}")
+        return self.session.run([self.output_name], {self.input_name: x})[0]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+__all__ = [
+    "CARD_KEY",
+    "CARD_NAME",
+    "EXPORT_KEY",
+    "INPUT_NAME",
+    "ONNX_NAME",
+    "OUTPUT_NAME",
+    "CardInfo",
+    "OnnxNetwork",
+    "default_providers",
+    "find_onnx",
+]

@@ -1,0 +1,287 @@
+"""Export to ONNX and SavedModel, and denoising with ONNX Runtime and no TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from histdenoise.errors import CheckpointError, ExportError
+from histdenoise.export import export_model, read_export
+from histdenoise.native import ModelCard, read_card
+from histdenoise.onnx_backend import CARD_KEY, EXPORT_KEY, CardInfo, OnnxNetwork
+from tests.conftest import REPO, SMALL_CKPT
+
+TOLERANCE = 1e-4
+"""Largest accepted difference, relative to the largest output magnitude."""
+
+
+def rel_error(got, expected) -> float:
+    got, expected = np.asarray(got), np.asarray(expected)
+    assert got.shape == expected.shape
+    return float(np.max(np.abs(got - expected)) / np.max(np.abs(expected)))
+
+
+def leftovers(folder) -> list[str]:
+    """What is in ``folder`` besides the test's cache."""
+    return sorted(p.name for p in folder.iterdir() if p.name != "cache")
+
+
+def spectrogram(batch, frames, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((batch, frames, 1025, 2)).astype("float32")
+
+
+@pytest.fixture(scope="module")
+def small_onnx(reference, tmp_path_factory):
+    return export_model(SMALL_CKPT, tmp_path_factory.mktemp("small") / "onnx", "onnx")
+
+
+@pytest.fixture(scope="module")
+def small_savedmodel(reference, tmp_path_factory):
+    return export_model(SMALL_CKPT, tmp_path_factory.mktemp("small") / "sm", "savedmodel")
+
+
+@pytest.fixture(scope="module")
+def sentinel_model(sentinel):
+    from histdenoise import load_network
+
+    return load_network(sentinel)
+
+
+# --------------------------------------------------------------------------- ONNX
+def test_onnx_matches_reference_and_tensorflow(small_onnx, small_model, reference):
+    ref = np.load(reference / "forward_small.npz")
+    y = OnnxNetwork(small_onnx)(ref["x"])
+    assert rel_error(y, ref["stage2"]) < TOLERANCE
+    assert rel_error(y, small_model(ref["x"])[0]) < TOLERANCE
+    assert read_export(small_onnx)["export"]["max_error"] < TOLERANCE  # the export's own check
+
+
+@pytest.mark.parametrize(("batch", "frames"), [(1, 448), (2, 64), (3, 5), (1, 1)])
+def test_onnx_batch_and_frames_are_dynamic(sentinel_onnx, sentinel_model, batch, frames):
+    x = spectrogram(batch, frames, seed=frames)
+    y = OnnxNetwork(sentinel_onnx)(x)
+    assert y.shape == x.shape
+    assert rel_error(y, sentinel_model(x)[0]) < TOLERANCE
+
+
+def test_onnx_other_frame_counts_of_the_reference_model(small_onnx, small_model):
+    net = OnnxNetwork(small_onnx)
+    for batch, frames in ((1, 64), (3, 6)):
+        x = spectrogram(batch, frames)
+        assert rel_error(net(x), small_model(x)[0]) < TOLERANCE
+
+
+def test_onnx_graph_signature_and_card_round_trip(small_onnx, small_model):
+    import onnx
+
+    proto = onnx.load(str(small_onnx / "model.onnx"))
+    (inp,), (out,) = proto.graph.input, proto.graph.output
+    for value, name in ((inp, "spectrogram"), (out, "denoised")):
+        dims = value.type.tensor_type.shape.dim
+        assert value.name == name
+        assert [d.dim_param or d.dim_value for d in dims] == ["batch", "frames", 1025, 2]
+    meta = {p.key: p.value for p in proto.metadata_props}
+    expected = small_model.histdenoise_card.to_dict()
+    assert json.loads(meta[CARD_KEY]) == expected
+    on_disk = json.loads((small_onnx / "model.json").read_text())
+    assert on_disk["export"] == json.loads(meta[EXPORT_KEY])
+    assert on_disk["export"]["opset"] == 17 and on_disk["export"]["checked_frames"] == [4, 7]
+    assert {k: v for k, v in on_disk.items() if k != "export"} == expected
+    assert read_card(small_onnx) == small_model.histdenoise_card  # model.json is a card
+    card = OnnxNetwork(small_onnx).card
+    assert ModelCard.from_dict(card.data) == small_model.histdenoise_card
+    assert (card.name, card.stft.bins, card.weights_sha256) == (
+        "small_checkpoint",
+        1025,
+        small_model.histdenoise_card.weights_sha256,
+    )
+
+
+def test_a_bare_onnx_file_reads_its_card_from_metadata(sentinel_onnx, tmp_path):
+    lone = tmp_path / "elsewhere" / "sentinel.onnx"
+    lone.parent.mkdir()
+    lone.write_bytes((sentinel_onnx / "model.onnx").read_bytes())
+    net = OnnxNetwork(lone)
+    assert net.path == lone and net.card.name == "sentinel" and net.card.licence == "MIT"
+    assert net.export_info["format"] == "onnx"
+
+
+def test_card_info_ignores_the_export_record():
+    card = CardInfo.from_dict({"name": "x", "stft": {"sample_rate": 22050}, "export": {}})
+    assert card.stft.sample_rate == 22050 and "export" not in card.data
+    with pytest.raises(ValueError):
+        CardInfo.from_dict({"stft": {}})
+
+
+# --------------------------------------------------------------------------- SavedModel
+def test_savedmodel_loads_back_and_matches_tensorflow(small_savedmodel, small_model, reference):
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(small_savedmodel))
+    ref = np.load(reference / "forward_small.npz")
+    y = loaded.serve(tf.constant(ref["x"]))["denoised"].numpy()
+    assert rel_error(y, ref["stage2"]) < TOLERANCE
+    assert rel_error(y, small_model(ref["x"])[0]) < TOLERANCE
+    x = spectrogram(2, 9)
+    y = loaded.signatures["serving_default"](spectrogram=tf.constant(x))["denoised"].numpy()
+    assert rel_error(y, small_model(x)[0]) < TOLERANCE
+    card = json.loads((small_savedmodel / "model.json").read_text())
+    assert card["export"]["format"] == "savedmodel" and card["export"]["max_error"] < TOLERANCE
+    assert read_card(small_savedmodel) == small_model.histdenoise_card
+
+
+# --------------------------------------------------------------------------- export errors
+def test_export_refuses_to_overwrite_unless_asked(sentinel, tmp_path):
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(ExportError, match=f"^{re.escape(str(out))}: already exists"):
+        export_model(sentinel, out, "savedmodel")
+    assert (out / "keep.txt").read_text() == "mine"
+    assert export_model(sentinel, out, "savedmodel", overwrite=True) == out
+    assert (out / "saved_model.pb").is_file() and not (out / "keep.txt").exists()
+    assert leftovers(tmp_path) == ["export"]  # no temporary folder left
+
+
+def test_export_errors_are_one_line_and_leave_nothing(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(ExportError, match="unknown export format"):
+        export_model("bundled", out, "tflite")
+    with pytest.raises(ExportError, match=r"give a name without \.onnx"):
+        export_model("bundled", tmp_path / "model.onnx")
+    with pytest.raises(CheckpointError, match="no such file or folder"):
+        export_model(tmp_path / "missing" / "checkpoint", out)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ExportError, match="is not a folder"):
+        export_model("bundled", tmp_path / "file", overwrite=True)
+    assert leftovers(tmp_path) == ["file"]
+
+
+def test_a_failed_check_leaves_no_output(sentinel, tmp_path, monkeypatch):
+    import histdenoise.export as export
+
+    monkeypatch.setattr(export, "_check", lambda *a, **k: 0.5)
+    with pytest.raises(ExportError, match=r"differs from TensorFlow by 5\.00e-01"):
+        export_model(sentinel, tmp_path / "bad", "savedmodel")
+    assert leftovers(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- ONNX errors
+def test_onnx_backend_refuses_what_is_not_an_onnx_export(sentinel, tmp_path):
+    with pytest.raises(CheckpointError, match="not a registry name"):
+        OnnxNetwork("bundled")
+    with pytest.raises(
+        CheckpointError, match=f"^{re.escape(str(sentinel))}: not an exported ONNX model"
+    ):
+        OnnxNetwork(sentinel)
+    with pytest.raises(CheckpointError, match="not an ONNX model"):
+        OnnxNetwork(sentinel / "model.weights.h5")
+    with pytest.raises(CheckpointError, match="no such file or folder"):
+        OnnxNetwork(tmp_path / "missing.onnx")
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a protobuf")
+    with pytest.raises(
+        CheckpointError, match=f"^{re.escape(str(broken))}: not a readable ONNX model"
+    ):
+        OnnxNetwork(broken)
+
+
+def test_onnx_without_a_card_is_refused(sentinel_onnx, tmp_path):
+    import onnx
+
+    proto = onnx.load(str(sentinel_onnx / "model.onnx"))
+    del proto.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(proto, str(bare))
+    with pytest.raises(CheckpointError, match="no model card"):
+        OnnxNetwork(bare)
+    (tmp_path / "model.json").write_text((sentinel_onnx / "model.json").read_text())
+    assert OnnxNetwork(bare).card.name == "sentinel"  # model.json beside it is enough
+
+
+def test_denoiser_backend_arguments(sentinel):
+    from histdenoise.denoiser import Denoiser
+
+    with pytest.raises(ValueError, match="backend must be one of"):
+        Denoiser(sentinel, backend="torch")
+    with pytest.raises(CheckpointError, match="needs an exported ONNX model"):
+        Denoiser(None, backend="onnxruntime")
+
+
+# --------------------------------------------------------------------------- no TensorFlow
+NO_TF_SCRIPT = """
+import sys
+from histdenoise.cli import main
+code = main({argv!r})
+heavy = [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf2onnx")]
+assert "tensorflow" not in sys.modules and not heavy, heavy
+sys.exit(code)
+"""
+
+
+def test_onnxruntime_denoise_runs_without_tensorflow_and_matches_it(
+    sentinel, sentinel_onnx, tmp_path
+):
+    from histdenoise.denoiser import Denoiser, DenoiseSettings
+
+    rng = np.random.default_rng(5)
+    t = np.arange(int(2.5 * 48000)) / 48000
+    x = 0.4 * np.sin(2 * np.pi * 220 * t)[:, None] * [1.0, 0.6] + 0.05 * rng.standard_normal(
+        (t.size, 2)
+    )
+    src = tmp_path / "in.wav"
+    sf.write(src, x, 48000, subtype="FLOAT")
+    argv = ["denoise", str(src), "-o", str(tmp_path / "ort"), "--quiet"]
+    argv += ["--backend", "onnxruntime", "--model", str(sentinel_onnx)]
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(NO_TF_SCRIPT.format(argv=argv))],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "ort" / "in_report.json").read_text())
+    assert report["settings"]["backend"] == "onnxruntime"
+    assert report["model"]["name"] == "sentinel"
+    Denoiser(sentinel).denoise_file(src, tmp_path / "tf", settings=DenoiseSettings())
+    for name in ("in_denoised.wav", "in_residual.wav"):
+        got, sr = sf.read(tmp_path / "ort" / name, dtype="float32")
+        expected, _ = sf.read(tmp_path / "tf" / name, dtype="float32")
+        assert sr == 48000 and got.shape == expected.shape == x.shape
+        assert rel_error(got, expected) < TOLERANCE, name
+
+
+def test_tensorflow_backend_without_tensorflow_is_one_line(tmp_path):
+    src = tmp_path / "in.wav"
+    sf.write(src, np.zeros(4410), 44100)
+    script = (
+        "import sys\n"
+        "sys.modules['tensorflow'] = sys.modules['keras'] = None  # as if not installed\n"
+        "from histdenoise.cli import main\n"
+        f"sys.exit(main(['denoise', {str(src)!r}, '--quiet']))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == [
+        "histdenoise: error: the tensorflow backend needs TensorFlow (keras is not installed: "
+        "pip install tensorflow), or use --backend onnxruntime with an ONNX export"
+    ]
+    assert leftovers(tmp_path) == ["in.wav"]
+
+
+def test_package_exports_the_api():
+    import histdenoise
+
+    assert histdenoise.Denoiser.__name__ == "Denoiser"
+    assert histdenoise.export_model is export_model and histdenoise.OnnxNetwork is OnnxNetwork

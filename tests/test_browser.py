@@ -52,31 +52,32 @@ def voila(tmp_path):
     port = free_port()
     env = {**os.environ, "HISTDENOISE_HOME": str(tmp_path / "cache")}
     env.pop("HISTDENOISE_REGISTRY", None)
-    log = open(tmp_path / "voila.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "voila", "01_denoise.ipynb", "--no-browser",
-         f"--port={port}", "--Voila.ip=127.0.0.1"],
-        cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=5).close()  # noqa: S310
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((tmp_path / "voila.log").read_text()[-2000:]) from None
-                time.sleep(0.5)
-        yield url, work
-    finally:
-        proc.terminate()
+    with open(tmp_path / "voila.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "voila", "01_denoise.ipynb", "--no-browser",
+             f"--port={port}", "--Voila.ip=127.0.0.1"],
+            cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}/"
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    urllib.request.urlopen(url, timeout=5).close()
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        log.flush()
+                        tail = (tmp_path / "voila.log").read_text()[-2000:]
+                        raise RuntimeError(f"Voilà did not start:\n{tail}") from None
+                    time.sleep(0.5)
+            yield url, work
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def test_upload_denoise_and_see_results_in_chromium(voila, tmp_path):

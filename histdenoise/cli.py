@@ -93,6 +93,16 @@ def add_denoise(sub) -> None:
     p.set_defaults(func=cmd_denoise)
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -188,6 +198,7 @@ def _error(message: str) -> None:
 
 # --------------------------------------------------------------------------- build-corpus
 def add_build_corpus(sub) -> None:
+    from histdenoise.corpus import MAX_SECONDS
     p = sub.add_parser(
         "build-corpus",
         help="render an offline corpus of clean classical music (music21 + FluidSynth)",
@@ -208,6 +219,19 @@ def add_build_corpus(sub) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of piece choice and humanisation")
     p.add_argument("--workers", type=_positive_int, default=2, help="parallel renderers")
+    p.add_argument(
+        "--max-seconds",
+        type=_positive_float,
+        default=MAX_SECONDS,
+        metavar="S",
+        help=f"keep at most the first S seconds of each piece (default {MAX_SECONDS:g})",
+    )
+    p.add_argument(
+        "--spread-splits",
+        action="store_true",
+        help="deal the scores to train, validation, train, test in turn so that a small "
+        "corpus has every split (default: split by a hash of the score's name)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_build_corpus)
 
@@ -220,6 +244,8 @@ def cmd_build_corpus(args) -> int:
         orchestra=not args.no_orchestra,
         seed=args.seed,
         workers=args.workers,
+        max_seconds=args.max_seconds,
+        spread_splits=args.spread_splits,
     )
     rows = build_corpus(args.out, config, progress=not args.quiet)
     hours = sum(float(r["seconds"]) for r in rows) / 3600

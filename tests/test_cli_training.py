@@ -51,10 +51,21 @@ def test_build_corpus_rejects_bad_counts(flag, tmp_path, capsys):
 
 
 def test_build_corpus_flags(tmp_path, capsys):
-    from histdenoise.corpus import available_soundfonts
+    from histdenoise.corpus import available_soundfonts, read_corpus
 
     if not available_soundfonts():
         pytest.skip("no GM soundfont")
     assert main(["build-corpus", str(tmp_path / "c"), "--per-category", "1", "--no-orchestra",
-                 "--seed", "3", "--workers", "1", "--quiet"]) == 0
+                 "--seed", "3", "--workers", "1", "--max-seconds", "4", "--spread-splits",
+                 "--quiet"]) == 0
     assert "3 pieces" in capsys.readouterr().out
+    rows = read_corpus(tmp_path / "c")
+    assert sorted(r["split"] for r in rows) == ["train", "train", "validation"]  # dealt in turn
+    assert all(0 < float(r["seconds"]) <= 4.0 for r in rows)
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "x"])
+def test_build_corpus_rejects_bad_max_seconds(value, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["build-corpus", str(tmp_path), "--max-seconds", value])
+    assert "--max-seconds" in capsys.readouterr().err

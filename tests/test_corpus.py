@@ -55,12 +55,3 @@ def test_build_small_corpus_and_resume(tmp_path):
     listed = corpus.read_corpus(tmp_path)
     assert len(listed) == 3
 
-
-def test_teaching_corpus_spreads_splits_and_keeps_pieces_short(tmp_path):
-    cfg = corpus.CorpusConfig(per_category=2, orchestra=False, workers=1, max_seconds=4.0,
-                              spread_splits=True)
-    rows = corpus.build_corpus(tmp_path, cfg, progress=False)
-    splits = [r["split"] for r in sorted(rows, key=lambda r: r["piece"])]
-    assert sorted(splits) == ["test", "train", "train", "train", "validation", "validation"]
-    for r in rows:
-        assert sf.info(str(tmp_path / r["file"])).duration <= 4.0

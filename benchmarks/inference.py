@@ -1,13 +1,23 @@
-"""Inference benchmark: real-time factor, achieved GFLOP/s and peak memory.
+"""Inference benchmark: backends and precisions side by side, in one run.
 
-    python benchmarks/inference.py                       # paper + bundled configs
-    python benchmarks/inference.py --configs bundled --rss-minutes 1,60
+    python benchmarks/inference.py                          # bundled + paper, all variants
+    python benchmarks/inference.py --configs bundled --variants tf-fp32,ort-fp32
+    python benchmarks/inference.py --configs bundled --variants tf-fp32 --rss-minutes 1,60
 
-Prints one table row per config. Weights are random (the published ones need a download);
-speed and memory do not depend on them. Peak RSS is measured in a fresh subprocess per
-input length, denoising a WAV file of that length end to end (read, resample, denoise,
-write), so that the streaming claim (memory does not grow with duration) is tested on the
-real path. Figures vary with machine load: compare ratios within one run.
+One table row per (config, variant): seconds per 448-frame chunk through the network,
+achieved GFLOP/s and its fraction of the float32 matrix-multiply ceiling measured in the
+same run, end-to-end real-time factor (`Denoiser.denoise` on ``--seconds`` of audio),
+peak RSS of a fresh process denoising a WAV file end to end, and accuracy: SI-SDR (dB)
+of the variant's denoised output against the float32 TensorFlow output.
+
+Weights: the shipped bundled model for ``bundled`` (real weights, so the accuracy figure
+is meaningful); seeded random weights for ``paper`` (the published ones need a download;
+speed does not depend on weights, accuracy of reduced precision may). Figures vary with
+machine load: compare ratios within one run.
+
+Variants: ``tf-fp32`` (TensorFlow, float32, the default), ``tf-fp32-xla`` (jit_compile),
+``tf-bf16`` (Keras mixed bfloat16), ``tf-fp16`` (mixed float16), ``ort-fp32`` (ONNX
+Runtime on the ONNX export; no TensorFlow in the denoising process).
 """
 
 from __future__ import annotations
@@ -27,34 +37,39 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parent.parent
+VARIANTS = {
+    "tf-fp32": {"backend": "tensorflow", "precision": "float32", "jit": False},
+    "tf-fp32-xla": {"backend": "tensorflow", "precision": "float32", "jit": True},
+    "tf-bf16": {"backend": "tensorflow", "precision": "bfloat16", "jit": False},
+    "tf-fp16": {"backend": "tensorflow", "precision": "float16", "jit": False},
+    "ort-fp32": {"backend": "onnxruntime", "precision": "float32", "jit": False},
+}
 
 
-def candidate_configs() -> dict:
-    from histdenoise.network import NetworkConfig
-
-    configs = {"paper": NetworkConfig.paper()}
-    bundled = REPO / "checkpoints" / "bundled" / "model.json"
-    if bundled.is_file():
-        from histdenoise.native import read_card
-
-        configs["bundled"] = read_card(bundled).config
-    else:  # the planned bundled size, until the trained model is shipped
-        configs["bundled"] = NetworkConfig(
-            channels=(8, 16, 24, 32, 48, 64, 96), depth=6, dense_layers=2
-        )
-    return configs
-
-
-def make_model(config, folder: Path) -> Path:
+def make_models(name: str, folder: Path, need_onnx: bool) -> dict[str, Path]:
+    """The native model (and its ONNX export when needed) for a config name."""
     import keras
 
     from histdenoise.native import ModelCard, save_native
-    from histdenoise.network import build_network
+    from histdenoise.network import NetworkConfig, build_network
 
-    keras.utils.set_random_seed(0)
-    return save_native(
-        build_network(config), folder, ModelCard(name="bench", config=config), overwrite=True
-    )
+    if name == "bundled":
+        native = REPO / "checkpoints" / "bundled"
+    elif name == "paper":
+        keras.utils.set_random_seed(0)
+        config = NetworkConfig.paper()
+        native = save_native(
+            build_network(config), folder / name, ModelCard(name="bench", config=config),
+            overwrite=True,
+        )
+    else:
+        raise SystemExit(f"unknown config {name!r}: bundled or paper")
+    models = {"native": native}
+    if need_onnx:
+        from histdenoise.export import export_model
+
+        models["onnx"] = export_model(native, folder / f"{name}-onnx", "onnx", overwrite=True)
+    return models
 
 
 def write_wav(path: Path, minutes: float, sr: int = 44100) -> Path:
@@ -70,100 +85,152 @@ def write_wav(path: Path, minutes: float, sr: int = 44100) -> Path:
     return path
 
 
-def network_throughput(model_dir: Path, batch: int, repeats: int) -> tuple[float, float]:
-    """Seconds per 448-frame chunk through the network, and achieved GFLOP/s."""
+def matmul_ceiling(n: int = 4096, repeats: int = 4) -> float:
+    """Achieved GFLOP/s of a large float32 matrix multiply (TensorFlow, all cores)."""
+    import tensorflow as tf
+
+    a = tf.random.normal((n, n), seed=1)
+    b = tf.random.normal((n, n), seed=2)
+    mm = tf.function(tf.linalg.matmul)
+    mm(a, b).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        mm(a, b).numpy()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def denoiser(models: dict[str, Path], variant: str, batch: int):
     from histdenoise.denoiser import Denoiser
+
+    v = VARIANTS[variant]
+    model = models["onnx"] if v["backend"] == "onnxruntime" else models["native"]
+    return Denoiser(model, batch_size=batch, **v)
+
+
+def network_throughput(d, config, repeats: int) -> tuple[float, float]:
+    """Seconds per 448-frame chunk through the network, and achieved GFLOP/s (best of
+    ``repeats`` calls of one batch)."""
     from histdenoise.network import count_flops
 
-    d = Denoiser(model_dir, batch_size=batch)
-    x = np.random.default_rng(0).standard_normal((batch, d.chunk.frames, 1025, 2))
+    x = np.random.default_rng(0).standard_normal((d.batch_size, d.chunk.frames, 1025, 2))
     x = x.astype(np.float32)
-    d._fn(x)  # trace
-    t0 = time.perf_counter()
+    d._fn(x)  # trace / warm up
+    best = float("inf")
     for _ in range(repeats):
+        t0 = time.perf_counter()
         d._fn(x)
-    per_chunk = (time.perf_counter() - t0) / (repeats * batch)
-    return per_chunk, count_flops(d.card.config, d.chunk.frames) / per_chunk / 1e9
+        best = min(best, time.perf_counter() - t0)
+    per_chunk = best / d.batch_size
+    return per_chunk, count_flops(config, d.chunk.frames) / per_chunk / 1e9
 
 
-def real_time_factor(model_dir: Path, seconds: float, batch: int) -> float:
-    from histdenoise.denoiser import Denoiser
-
-    d = Denoiser(model_dir, batch_size=batch)
-    x = np.random.default_rng(1).standard_normal(int(seconds * 44100)).astype(np.float32) * 0.1
-    d.denoise(x[:44100], 44100)  # warm up
+def real_time_factor(d, audio: np.ndarray) -> tuple[float, np.ndarray]:
+    d.denoise(audio[:44100], 44100)  # warm up
     t0 = time.perf_counter()
-    d.denoise(x, 44100)
-    return (time.perf_counter() - t0) / seconds
+    denoised, _ = d.denoise(audio, 44100)
+    return (time.perf_counter() - t0) / (audio.size / 44100), denoised
 
 
-def peak_rss_mb(model_dir: Path, wav: Path, batch: int) -> float:
+def peak_rss_mb(model: Path, variant: str, wav: Path, batch: int) -> float:
     """Peak RSS (MB) of a fresh process denoising ``wav`` to a temporary folder."""
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, __file__, "--child", str(model_dir), str(wav), out, str(batch)]
+        cmd = [sys.executable, __file__, "--child", str(model), variant, str(wav), out,
+               str(batch)]
         res = subprocess.run(cmd, capture_output=True, text=True, check=True)
         return json.loads(res.stdout.strip().splitlines()[-1])["peak_rss_mb"]
 
 
-def child(model_dir: str, wav: str, out: str, batch: str) -> None:
+def child(model: str, variant: str, wav: str, out: str, batch: str) -> None:
     from histdenoise.denoiser import Denoiser
 
-    Denoiser(model_dir, batch_size=int(batch)).denoise_file(wav, out)
+    Denoiser(model, batch_size=int(batch), **VARIANTS[variant]).denoise_file(wav, out)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"peak_rss_mb": peak_kb / 1024}))
 
 
+def print_table(rows: list[dict]) -> None:
+    keys = list(rows[0])
+    print("\n| " + " | ".join(keys) + " |")
+    print("|" + "---|" * len(keys))
+    for row in rows:
+        cells = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in row.values()]
+        print("| " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--configs", default="paper,bundled")
+    p.add_argument("--configs", default="bundled,paper")
+    p.add_argument("--variants", default="tf-fp32,tf-fp32-xla,tf-bf16,ort-fp32")
     p.add_argument("--seconds", type=float, default=30.0, help="audio for the RTF run")
-    p.add_argument("--rss-minutes", default="1,10", help="input lengths for peak RSS")
+    p.add_argument("--rss-minutes", default="1", help="input lengths for peak RSS")
     p.add_argument("--batch-size", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         child(*args.child)
         return
+    from histdenoise.metrics import si_sdr_db
+    from histdenoise.native import read_card
     from histdenoise.network import count_flops, count_parameters
 
-    configs = candidate_configs()
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        raise SystemExit(f"unknown variants {sorted(unknown)}; known: {list(VARIANTS)}")
     minutes = [float(m) for m in args.rss_minutes.split(",") if m]
+    ceiling = matmul_ceiling()
+    print(f"float32 matmul ceiling (4096^3, TensorFlow): {ceiling:.0f} GFLOP/s", flush=True)
+    rng = np.random.default_rng(1)
+    t = np.arange(int(args.seconds * 44100)) / 44100
+    audio = (0.3 * np.sin(2 * np.pi * 440 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.3 * t))
+             + 0.03 * rng.standard_normal(t.size)).astype(np.float32)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         wavs = {m: write_wav(tmp / f"{m:g}min.wav", m) for m in minutes}
         for name in args.configs.split(","):
-            config = configs[name]
-            model_dir = make_model(config, tmp / name)
-            per_chunk, gflops = network_throughput(model_dir, args.batch_size, args.repeats)
-            rtf = real_time_factor(model_dir, args.seconds, args.batch_size)
-            rss = {m: peak_rss_mb(model_dir, wavs[m], args.batch_size) for m in minutes}
-            row = {
-                "config": name,
-                "params_M": count_parameters(config) / 1e6,
-                "GFLOP_per_chunk": count_flops(config, 448) / 1e9,
-                "s_per_chunk": per_chunk,
-                "GFLOP_s": gflops,
-                "RTF": rtf,
-                **{f"peak_RSS_MB_{m:g}min": v for m, v in rss.items()},
-            }
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    keys = list(rows[0])
-    print("\n| " + " | ".join(keys) + " |")
-    print("|" + "---|" * len(keys))
-    for row in rows:
-        print(
-            "| "
-            + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row.values())
-            + " |"
-        )
+            need_onnx = any(VARIANTS[v]["backend"] == "onnxruntime" for v in variants)
+            models = make_models(name, tmp, need_onnx)
+            config = read_card(models["native"]).config
+            reference = None
+            for variant in ["tf-fp32"] + [v for v in variants if v != "tf-fp32"]:
+                d = denoiser(models, variant, args.batch_size)
+                per_chunk, gflops = network_throughput(d, config, args.repeats)
+                rtf, out = real_time_factor(d, audio)
+                del d
+                if variant == "tf-fp32":
+                    reference = out
+                    if "tf-fp32" not in variants:
+                        continue
+                model = models["onnx" if variant.startswith("ort") else "native"]
+                rss = {m: peak_rss_mb(model, variant, wavs[m], args.batch_size)
+                       for m in minutes}
+                row = {
+                    "config": name,
+                    "variant": variant,
+                    "params_M": count_parameters(config) / 1e6,
+                    "GFLOP_per_chunk": count_flops(config, 448) / 1e9,
+                    "s_per_chunk": per_chunk,
+                    "GFLOP_s": gflops,
+                    "of_matmul": gflops / ceiling,
+                    "RTF": rtf,
+                    "SI_SDR_vs_fp32_dB": float("inf") if variant == "tf-fp32"
+                    else si_sdr_db(out, reference),
+                    **{f"peak_RSS_MB_{m:g}min": v for m, v in rss.items()},
+                }
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    print(f"float32 matmul ceiling again at the end: {matmul_ceiling():.0f} GFLOP/s")
+    print_table(rows)
     if len(minutes) > 1:
         lo, hi = min(minutes), max(minutes)
         for row in rows:
             ratio = row[f"peak_RSS_MB_{hi:g}min"] / row[f"peak_RSS_MB_{lo:g}min"]
-            print(f"{row['config']}: peak RSS {hi:g} min / {lo:g} min = {ratio:.3f}")
+            print(f"{row['config']} {row['variant']}: peak RSS {hi:g} min / {lo:g} min = "
+                  f"{ratio:.3f}")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ BLOCK_SECONDS = 10.0
 """Seconds of audio read from a file at a time."""
 
 BACKENDS = ("tensorflow", "onnxruntime")
+PRECISIONS = ("float32", "bfloat16", "float16")
 """Ways to run the network: TensorFlow (any checkpoint) or ONNX Runtime (an ONNX export)."""
 
 
@@ -93,6 +94,12 @@ class Denoiser:
         chunk: chunking of the spectrogram (frames per chunk, margin, cross-fade).
         backend: ``"tensorflow"`` or ``"onnxruntime"``; the latter never imports
             TensorFlow (numpy, soundfile, soxr and onnxruntime suffice).
+        precision: network arithmetic with TensorFlow: ``"float32"``; ``"bfloat16"``
+            (Keras mixed precision: bfloat16 compute, float32 weights; fast on CPUs with
+            AVX512-BF16/AMX and on TPUs) or ``"float16"`` (GPUs). STFT, overlap-add and
+            the output split stay in float32/float64.
+        jit: compile the network with XLA (``jit_compile``); helps on GPUs, often not on
+            CPUs (see benchmarks/inference.py).
 
     Example::
 
@@ -109,10 +116,19 @@ class Denoiser:
         batch_size: int = 2,
         chunk: ChunkConfig | None = None,
         backend: str = "tensorflow",
+        precision: str = "float32",
+        jit: bool = False,
     ):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if backend == "tensorflow":
-            self.model, self.card, self._fn = _load_tensorflow(model)
+            self.model, self.card, self._fn = _load_tensorflow(model, precision, jit)
         elif backend == "onnxruntime":
+            if precision != "float32" or jit:
+                raise HistdenoiseError(
+                    "the onnxruntime backend runs the exported float32 graph: --precision "
+                    "and --jit apply to the tensorflow backend"
+                )
             from histdenoise.onnx_backend import OnnxNetwork
 
             if model is None:
@@ -125,6 +141,8 @@ class Denoiser:
         else:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.backend = backend
+        self.precision = precision
+        self.jit = bool(jit)
         self.stft = self.card.stft if self.card.stft else StftConfig()
         self.batch_size = max(1, int(batch_size))
         self.chunk = chunk or ChunkConfig()
@@ -338,6 +356,8 @@ class Denoiser:
             "settings": {
                 **asdict(settings),
                 "backend": self.backend,
+                "precision": self.precision,
+                "jit": self.jit,
                 "batch_size": self.batch_size,
                 "chunk": asdict(self.chunk),
             },
@@ -369,7 +389,9 @@ def _apply_strength(x: np.ndarray, y: np.ndarray, strength: float) -> np.ndarray
     return xf - strength * (xf - y.astype(np.float64))
 
 
-def _load_tensorflow(model) -> tuple[object, object, Callable[[np.ndarray], np.ndarray]]:
+def _load_tensorflow(
+    model, precision: str = "float32", jit: bool = False
+) -> tuple[object, object, Callable[[np.ndarray], np.ndarray]]:
     """Load ``model`` with TensorFlow: the Keras model, its card and the network function."""
     try:
         from histdenoise.loading import load_network
@@ -388,19 +410,36 @@ def _load_tensorflow(model) -> tuple[object, object, Callable[[np.ndarray], np.n
     if card is None:
         config = getattr(network, "histdenoise_config", None)
         card = ModelCard(name=getattr(network, "name", "custom"), config=config)
-    return network, card, _compile(network)
+    return network, card, _compile(network, precision, jit)
 
 
-def _compile(model) -> Callable[[np.ndarray], np.ndarray]:
-    """The network as a traced function returning stage 2 only."""
+def _compile(
+    model, precision: str = "float32", jit: bool = False
+) -> Callable[[np.ndarray], np.ndarray]:
+    """The network as a traced function (batch, frames, bins, 2) -> stage 2, float32.
+
+    Reduced precision runs a copy of the network built under a Keras mixed-precision
+    policy (float32 weights, bfloat16/float16 compute); ``jit`` compiles it with XLA.
+    """
     import tensorflow as tf
 
     bins = model.input_shape[2]
+    if precision != "float32":
+        from histdenoise.network import build_network
+
+        config = getattr(model, "histdenoise_config", None)
+        if config is None:
+            raise HistdenoiseError(f"{precision} needs a histdenoise network (no config)")
+        fast = build_network(config, dtype=f"mixed_{precision}")
+        fast.set_weights(model.get_weights())
+        model = fast
 
     @tf.function(
-        input_signature=[tf.TensorSpec([None, None, bins, 2], tf.float32)], reduce_retracing=True
+        input_signature=[tf.TensorSpec([None, None, bins, 2], tf.float32)],
+        reduce_retracing=True,
+        jit_compile=bool(jit),
     )
     def run(x):
-        return model(x, training=False)[0]
+        return tf.cast(model(x, training=False)[0], tf.float32)
 
     return lambda x: run(tf.constant(x)).numpy()

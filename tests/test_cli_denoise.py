@@ -224,3 +224,35 @@ def test_backend_onnxruntime_needs_an_onnx_export(sentinel, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main([*args, "--backend", "torch"])
     assert e.value.code == 2
+
+
+def test_precision_and_jit_flags(tmp_path):
+    """XLA changes nothing measurable; bfloat16 costs accuracy (measured, see README)."""
+    from histdenoise.metrics import si_sdr_db
+    from histdenoise.notebook import example_recording, read_excerpt
+
+    x, sr = read_excerpt(example_recording(), 3.0)
+    a = tmp_path / "a.wav"
+    sf.write(a, x, sr, subtype="FLOAT")
+    runs = {"fp32": [], "xla": ["--jit"], "bf16": ["--precision", "bfloat16"]}
+    out = {}
+    for name, flags in runs.items():
+        assert main(["denoise", str(a), "-o", str(tmp_path / name), "--quiet", *flags]) == 0
+        report = json.loads((tmp_path / name / "a_report.json").read_text())
+        assert report["settings"]["precision"] == ("bfloat16" if name == "bf16" else "float32")
+        assert report["settings"]["jit"] is (name == "xla")
+        out[name] = sf.read(tmp_path / name / "a_denoised.wav")[0].ravel()
+    assert si_sdr_db(out["xla"], out["fp32"]) > 80
+    assert si_sdr_db(out["bf16"], out["fp32"]) > 20
+
+
+def test_precision_is_checked(sentinel_onnx, tmp_path, capsys):
+    a = write(tmp_path / "a.wav")
+    with pytest.raises(SystemExit) as e:
+        main(["denoise", str(a), "--precision", "float64"])
+    assert e.value.code == 2 and "--precision" in capsys.readouterr().err
+    args = ["denoise", str(a), "--model", str(sentinel_onnx), "--backend", "onnxruntime"]
+    assert main([*args, "--precision", "bfloat16", "--quiet"]) == 1
+    assert "apply to the tensorflow backend" in capsys.readouterr().err
+    assert main([*args, "--jit", "--quiet"]) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav"]

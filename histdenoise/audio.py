@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from histdenoise.errors import HistdenoiseError
+from histdenoise.errors import HistdenoiseError, first_line
 
 AUDIO_EXTENSIONS = (
     ".wav",
@@ -84,7 +84,7 @@ def probe(path: str | Path) -> AudioInfo:
     try:
         info = sf.info(str(path))
     except Exception as exc:  # libsndfile reports several error types
-        raise AudioError(f"{path}: not a readable audio file ({_first_line(exc)})") from None
+        raise AudioError(f"{path}: not a readable audio file ({first_line(exc)})") from None
     frames = int(info.frames)
     if frames <= 0:
         raise AudioError(f"{path}: contains no samples")
@@ -121,7 +121,7 @@ def read_blocks(info: AudioInfo, block: int) -> Iterator[np.ndarray]:
                 done += data.shape[0]
                 yield data.T
     except sf.LibsndfileError as exc:
-        raise AudioError(f"{info.path}: cannot decode audio ({_first_line(exc)})") from None
+        raise AudioError(f"{info.path}: cannot decode audio ({first_line(exc)})") from None
 
 
 def to_float(block: np.ndarray) -> np.ndarray:
@@ -319,7 +319,3 @@ class AtomicWriter:
             self._file.close()
             self.tmp.unlink(missing_ok=True)
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

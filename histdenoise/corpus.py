@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from histdenoise.errors import HistdenoiseError
+from histdenoise.errors import HistdenoiseError, first_line
 
 SAMPLE_RATE = 44100
 MAX_SECONDS = 180.0
@@ -386,7 +386,7 @@ def build_corpus(
             try:
                 rows.append(fut.result())
             except Exception as exc:  # one bad score must not stop the build
-                failures.append(str(exc).splitlines()[0] if str(exc) else repr(exc))
+                failures.append(first_line(exc))
     rows.sort(key=lambda r: r["file"])
     _write_rows(out / "corpus.csv", rows)
     if failures and progress:

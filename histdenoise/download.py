@@ -21,7 +21,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from histdenoise.errors import DownloadError, VerificationError
+from histdenoise.errors import DownloadError, VerificationError, first_line
 from histdenoise.files import atomic_folder, sha256_file
 from histdenoise.registry import ModelEntry, Source, cache_dir
 
@@ -259,13 +259,13 @@ def _http_download(url: str, part: Path, entry: ModelEntry, options: DownloadOpt
             requests.exceptions.ChunkedEncodingError,
             _Transient,
         ) as exc:
-            last = _one_line(exc)
+            last = first_line(exc)
             failures = 0 if received else failures + 1
             if failures > options.retries:
                 raise DownloadError(f"{last} (gave up after {options.retries} retries)") from None
             time.sleep(min(30.0, options.backoff * 2 ** max(failures - 1, 0)))
         except requests.RequestException as exc:
-            raise DownloadError(_one_line(exc)) from None
+            raise DownloadError(first_line(exc)) from None
 
 
 def _gdrive_download(file_id: str, part: Path, options: DownloadOptions) -> None:
@@ -275,7 +275,7 @@ def _gdrive_download(file_id: str, part: Path, options: DownloadOptions) -> None
     try:
         out = gdown.download(id=file_id, output=str(part), quiet=not options.progress, resume=True)
     except Exception as exc:
-        raise DownloadError(_one_line(exc)) from None
+        raise DownloadError(first_line(exc)) from None
     if out is None or not part.is_file():
         raise DownloadError("Google Drive refused the download")
 
@@ -295,10 +295,6 @@ def _content_range_total(value: str) -> int | None:
     except (IndexError, ValueError):
         return None
 
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 __all__ = [

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from histdenoise.errors import ExportError
+from histdenoise.errors import ExportError, first_line
 from histdenoise.files import atomic_folder
 from histdenoise.onnx_backend import (
     CARD_KEY,
@@ -242,7 +242,7 @@ def _write_onnx(model, bins: int, folder: Path, source):
             custom_op_handlers=_FIXED_HANDLERS,
         )
     except Exception as exc:
-        raise ExportError(f"{source}: ONNX conversion failed ({_first_line(exc)})") from None
+        raise ExportError(f"{source}: ONNX conversion failed ({first_line(exc)})") from None
     for value in (*proto.graph.input, *proto.graph.output):
         dims = value.type.tensor_type.shape.dim
         for dim, name in zip(dims[:2], ("batch", "frames"), strict=True):
@@ -269,7 +269,7 @@ def _write_savedmodel(model, bins: int, folder: Path, source):
     try:
         archive.write_out(str(folder), verbose=False)
     except Exception as exc:
-        raise ExportError(f"{source}: SavedModel export failed ({_first_line(exc)})") from None
+        raise ExportError(f"{source}: SavedModel export failed ({first_line(exc)})") from None
     loaded = tf.saved_model.load(str(folder))
     return lambda x: loaded.serve(tf.constant(x))[OUTPUT_NAME].numpy()
 
@@ -297,10 +297,6 @@ def _add_metadata(path: Path, card: dict, record: dict) -> None:
     onnx.helper.set_model_props(proto, {CARD_KEY: json.dumps(card), EXPORT_KEY: json.dumps(record)})
     onnx.save(proto, str(path))
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 # --------------------------------------------------------------------------- tf2onnx fixes

@@ -335,7 +335,7 @@ def denoise_files(
     from tqdm.auto import tqdm
 
     from histdenoise.denoiser import Denoiser, DenoiseSettings
-    from histdenoise.errors import HistdenoiseError
+    from histdenoise.errors import HistdenoiseError, first_line
 
     results, problems = [], []
     try:
@@ -344,7 +344,7 @@ def denoise_files(
         elif not isinstance(denoiser, Denoiser):
             denoiser = Denoiser(denoiser)
     except HistdenoiseError as exc:
-        return [], [str(exc).splitlines()[0]]
+        return [], [first_line(exc)]
     settings = DenoiseSettings(strength=strength, mono=mono)
     for path in paths:
         bar = None
@@ -362,7 +362,7 @@ def denoise_files(
             results.append(denoiser.denoise_file(path, out_dir, settings=settings,
                                                  overwrite=True, progress=callback))
         except (HistdenoiseError, OSError) as exc:
-            problems.append(str(exc).splitlines()[0])
+            problems.append(first_line(exc))
         finally:
             if bar is not None:
                 bar.close()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from histdenoise.errors import CheckpointError
+from histdenoise.errors import CheckpointError, first_line
 from histdenoise.stft import StftConfig
 
 ONNX_NAME = "model.onnx"
@@ -158,7 +158,7 @@ class OnnxNetwork:
             )
         except Exception as exc:
             raise CheckpointError(
-                f"{self.path}: not a readable ONNX model ({_first_line(exc)})"
+                f"{self.path}: not a readable ONNX model ({first_line(exc)})"
             ) from None
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[-1] != 2:
@@ -208,10 +208,6 @@ class OnnxNetwork:
             raise ValueError(f"expected (batch, frames, {self.bins}, 2) input, got {x.shape}")
         return self.session.run([self.output_name], {self.input_name: x})[0]
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 __all__ = [

@@ -13,7 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from histdenoise.errors import CheckpointError
+from histdenoise.errors import CheckpointError, first_line
 from histdenoise.network import NetworkConfig, build_network, checkpoint_variables, expected_shapes
 
 KEY_PREFIX = "layer_with_weights-0/"
@@ -53,7 +53,7 @@ def read_weights(prefix: str | Path) -> dict[str, np.ndarray]:
     try:
         reader = tf.train.load_checkpoint(str(prefix))
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise CheckpointError(f"{prefix}: not a readable TensorFlow checkpoint ({first})") from exc
     out = {}
     for key in reader.get_variable_to_shape_map():

@@ -17,7 +17,8 @@ machine load: compare ratios within one run.
 
 Variants: ``tf-fp32`` (TensorFlow, float32, the default), ``tf-fp32-xla`` (jit_compile),
 ``tf-bf16`` (Keras mixed bfloat16), ``tf-fp16`` (mixed float16), ``ort-fp32`` (ONNX
-Runtime on the ONNX export; no TensorFlow in the denoising process).
+Runtime on the ONNX export; no TensorFlow in the denoising process), ``tf-fp32-960``
+(960-frame chunks instead of 448: less overlap, 896 of every 960 frames kept).
 """
 
 from __future__ import annotations
@@ -43,7 +44,18 @@ VARIANTS = {
     "tf-bf16": {"backend": "tensorflow", "precision": "bfloat16", "jit": False},
     "tf-fp16": {"backend": "tensorflow", "precision": "float16", "jit": False},
     "ort-fp32": {"backend": "onnxruntime", "precision": "float32", "jit": False},
+    "tf-fp32-960": {"backend": "tensorflow", "precision": "float32", "jit": False, "frames": 960},
 }
+
+
+def make_denoiser(model, variant: str, batch: int):
+    """A `Denoiser` set up as ``variant`` says (``frames``: chunk length in frames)."""
+    from histdenoise.denoiser import Denoiser
+    from histdenoise.engine import ChunkConfig
+
+    settings = dict(VARIANTS[variant])
+    chunk = ChunkConfig(frames=settings.pop("frames", ChunkConfig().frames))
+    return Denoiser(model, batch_size=batch, chunk=chunk, **settings)
 
 
 def make_models(name: str, folder: Path, need_onnx: bool) -> dict[str, Path]:
@@ -102,16 +114,13 @@ def matmul_ceiling(n: int = 4096, repeats: int = 4) -> float:
 
 
 def denoiser(models: dict[str, Path], variant: str, batch: int):
-    from histdenoise.denoiser import Denoiser
-
-    v = VARIANTS[variant]
-    model = models["onnx"] if v["backend"] == "onnxruntime" else models["native"]
-    return Denoiser(model, batch_size=batch, **v)
+    model = models["onnx"] if VARIANTS[variant]["backend"] == "onnxruntime" else models["native"]
+    return make_denoiser(model, variant, batch)
 
 
 def network_throughput(d, config, repeats: int) -> tuple[float, float]:
-    """Seconds per 448-frame chunk through the network, and achieved GFLOP/s (best of
-    ``repeats`` calls of one batch)."""
+    """Seconds per 448-frame-equivalent chunk through the network (time per chunk scaled
+    to 448 frames), and achieved GFLOP/s (best of ``repeats`` calls of one batch)."""
     from histdenoise.network import count_flops
 
     x = np.random.default_rng(0).standard_normal((d.batch_size, d.chunk.frames, 1025, 2))
@@ -123,7 +132,8 @@ def network_throughput(d, config, repeats: int) -> tuple[float, float]:
         d._fn(x)
         best = min(best, time.perf_counter() - t0)
     per_chunk = best / d.batch_size
-    return per_chunk, count_flops(config, d.chunk.frames) / per_chunk / 1e9
+    gflops = count_flops(config, d.chunk.frames) / per_chunk / 1e9
+    return per_chunk * 448 / d.chunk.frames, gflops
 
 
 def real_time_factor(d, audio: np.ndarray) -> tuple[float, np.ndarray]:
@@ -143,9 +153,7 @@ def peak_rss_mb(model: Path, variant: str, wav: Path, batch: int) -> float:
 
 
 def child(model: str, variant: str, wav: str, out: str, batch: str) -> None:
-    from histdenoise.denoiser import Denoiser
-
-    Denoiser(model, batch_size=int(batch), **VARIANTS[variant]).denoise_file(wav, out)
+    make_denoiser(model, variant, int(batch)).denoise_file(wav, out)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"peak_rss_mb": peak_kb / 1024}))
 
@@ -162,7 +170,9 @@ def print_table(rows: list[dict]) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--configs", default="bundled,paper")
-    p.add_argument("--variants", default="tf-fp32,tf-fp32-xla,tf-bf16,ort-fp32")
+    p.add_argument(
+        "--variants", default="tf-fp32,tf-fp32-xla,tf-bf16,ort-fp32,tf-fp32-960"
+    )
     p.add_argument("--seconds", type=float, default=30.0, help="audio for the RTF run")
     p.add_argument("--rss-minutes", default="1", help="input lengths for peak RSS")
     p.add_argument("--batch-size", type=int, default=2)

@@ -154,8 +154,22 @@ def peak_rss_mb(model: Path, variant: str, wav: Path, batch: int) -> float:
 
 def child(model: str, variant: str, wav: str, out: str, batch: str) -> None:
     make_denoiser(model, variant, int(batch)).denoise_file(wav, out)
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_rss_mb": peak_kb / 1024}))
+    print(json.dumps({"peak_rss_mb": own_peak_rss_kb() / 1024}))
+
+
+def own_peak_rss_kb() -> float:
+    """This process's peak resident set (kB): VmHWM, which starts afresh at exec.
+
+    (``getrusage().ru_maxrss`` does not: on Linux a child keeps the high-water mark its
+    parent had when it forked, so a large benchmark parent would mask the child's figure.)
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def print_table(rows: list[dict]) -> None:

@@ -99,19 +99,35 @@ def symmetric_pad(x, kernel_size: int):
     """Pad the frames and frequency axes of (batch, frames, bins, ch) for a VALID conv.
 
     Padding is ``k//2`` before and ``k//2 - (1 - k%2)`` after on each axis, with
-    symmetric edge mirroring, as the reference network does.
+    symmetric edge mirroring, as the reference network does. One mirror-pad op when the
+    axes are longer than the padding (always, for the denoiser's chunks); index mirroring
+    (which also handles shorter axes) otherwise.
     """
     before = kernel_size // 2
     after = kernel_size // 2 - (1 - kernel_size % 2)
     if before == 0 and after == 0:
         return x
-    frames = ops.shape(x)[1]
-    x = ops.take(x, _symmetric_indices(frames, before, after), axis=1)
+    need = max(before, after)
+    paddings = [[0, 0], [before, after], [before, after], [0, 0]]
     bins = x.shape[2]
-    if bins is not None and bins > max(before, after):
-        return ops.pad(x, [[0, 0], [0, 0], [before, after], [0, 0]], mode="symmetric")
-    bins = ops.shape(x)[2]
-    return ops.take(x, _symmetric_indices(bins, before, after), axis=2)
+    if bins is None or bins <= need:
+        return _mirror_by_indices(x, before, after)
+    frames = x.shape[1]
+    if frames is not None:
+        if frames > need:
+            return ops.pad(x, paddings, mode="symmetric")
+        return _mirror_by_indices(x, before, after)
+    return ops.cond(
+        ops.shape(x)[1] > need,
+        lambda: ops.pad(x, paddings, mode="symmetric"),
+        lambda: _mirror_by_indices(x, before, after),
+    )
+
+
+def _mirror_by_indices(x, before: int, after: int):
+    """Symmetric padding of axes 1 and 2 by gathering mirrored indices (any lengths)."""
+    x = ops.take(x, _symmetric_indices(ops.shape(x)[1], before, after), axis=1)
+    return ops.take(x, _symmetric_indices(ops.shape(x)[2], before, after), axis=2)
 
 
 def center_crop(x, like):

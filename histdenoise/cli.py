@@ -132,7 +132,7 @@ def cmd_denoise(args) -> int:
 
     from histdenoise.audio import choose_output, probe
     from histdenoise.batch import collect
-    from histdenoise.denoiser import Denoiser, DenoiseSettings, output_paths
+    from histdenoise.denoiser import SECONDS_BAR, Denoiser, DenoiseSettings, output_paths
 
     jobs, errors = collect(args.paths, recursive=args.recursive)
     for line in errors:
@@ -170,7 +170,7 @@ def cmd_denoise(args) -> int:
             desc="all files",
             disable=args.quiet,
             position=0,
-            bar_format=_BAR,
+            bar_format=SECONDS_BAR,
         ) as overall:
             for job, info in todo:
                 with tqdm(
@@ -180,7 +180,7 @@ def cmd_denoise(args) -> int:
                     disable=args.quiet,
                     position=1,
                     leave=False,
-                    bar_format=_BAR,
+                    bar_format=SECONDS_BAR,
                 ) as bar:
 
                     def progress(sec, _total, bar=bar):
@@ -205,7 +205,6 @@ def cmd_denoise(args) -> int:
     return EXIT_ERROR if failed else 0
 
 
-_BAR = "{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]"
 
 
 def _error(message: str) -> None:

@@ -31,6 +31,9 @@ from histdenoise.stft import StftConfig
 Progress = Callable[[float, float], None]
 """Called as ``progress(seconds_done, seconds_total)`` while audio is processed."""
 
+SECONDS_BAR = "{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]"
+"""tqdm ``bar_format`` for progress counted in seconds of audio."""
+
 BLOCK_SECONDS = 10.0
 """Seconds of audio read from a file at a time."""
 

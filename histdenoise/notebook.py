@@ -7,6 +7,7 @@ in any Jupyter, and fall back gracefully when run headless (tests, nbclient).
 from __future__ import annotations
 
 from collections.abc import Callable
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -154,38 +155,33 @@ def read_excerpt(path: str | Path, seconds: float | None = PREVIEW_SECONDS):
     return x, sr
 
 
-def result_figure(result, seconds: float | None = PREVIEW_SECONDS):
-    """Spectrograms of a `FileResult`'s input, denoised output and removed part (one colour
-    scale, log frequency)."""
-    from histdenoise.plotting import specplot
+def result_view(result, seconds: float | None = PREVIEW_SECONDS) -> tuple[bytes, str]:
+    """A `FileResult` for display, each file read once: PNG spectrograms of input,
+    denoised and removed (one colour scale, log frequency) and HTML with their three
+    labelled players side by side."""
+    from histdenoise.plotting import specplot, to_png
 
     signals, sr = {}, 44100
     for label, path in (("input", result.input), ("denoised", result.denoised),
                         ("removed", result.removed)):
         signals[label], sr = read_excerpt(path, seconds)
-    return specplot(signals, sr, title=Path(result.input).name)
-
-
-def result_players(result, seconds: float | None = PREVIEW_SECONDS) -> str:
-    """HTML: labelled audio players for input, denoised and removed, side by side."""
-    cells = []
-    for label, path in (("input", result.input), ("denoised", result.denoised),
-                        ("removed", result.removed)):
-        x, sr = read_excerpt(path, seconds)
-        cells.append(f"<div style='margin-right:1em'>{play(x, sr, label)._repr_html_()}</div>")
-    return "<div style='display:flex;flex-wrap:wrap'>" + "".join(cells) + "</div>"
+    png = to_png(specplot(signals, sr, title=Path(result.input).name))
+    cells = "".join(f"<div style='margin-right:1em'>{play(x, sr, label)._repr_html_()}</div>"
+                    for label, x in signals.items())
+    return png, f"<div style='display:flex;flex-wrap:wrap'>{cells}</div>"
 
 
 def show_result(result, seconds: float | None = PREVIEW_SECONDS) -> None:
     """Display a `FileResult` in the notebook: title, spectrograms, three players."""
-    from IPython.display import HTML, display
+    from IPython.display import HTML, Image, display
 
     report = result.report or {}
     took = report.get("processing_seconds")
     note = f" ({took:.1f} s)" if isinstance(took, (int, float)) else ""
+    png, players = result_view(result, seconds)
     display(HTML(f"<h4>{Path(result.input).name} &rarr; {Path(result.denoised).name}{note}</h4>"))
-    show_figure(result_figure(result, seconds))
-    display(HTML(result_players(result, seconds)))
+    display(Image(data=png, format="png"))
+    display(HTML(players))
 
 
 def zip_results(results, path: str | Path) -> Path:
@@ -202,12 +198,6 @@ def zip_results(results, path: str | Path) -> Path:
                 zf.write(p, Path(p).name)
     tmp.replace(path)
     return path
-
-
-def _widgets():
-    import ipywidgets
-
-    return ipywidgets
 
 
 class DenoiseApp:
@@ -231,9 +221,10 @@ class DenoiseApp:
         upload_dir: str | Path = "uploads",
         seconds: float | None = PREVIEW_SECONDS,
     ):
+        import ipywidgets as w
+
         from histdenoise.registry import DEFAULT_MODEL, list_models
 
-        w = _widgets()
         self.out_dir, self.upload_dir, self.seconds = Path(out_dir), Path(upload_dir), seconds
         names = list_models()
         model = model or DEFAULT_MODEL
@@ -271,16 +262,15 @@ class DenoiseApp:
 
         name = self.model.value
         if name not in self._denoisers:
-            self.status.value = f"Loading model {_escape(name)}..."
+            self.status.value = f"Loading model {escape(name)}..."
             self._denoisers[name] = Denoiser(name)
         return self._denoisers[name]
 
     def denoise(self, paths: list[str | Path] | None = None) -> list:
         """Denoise ``paths`` (default: the uploaded files, else the example recording) and
         show the results; errors are shown one line per file, never raised."""
-        from histdenoise.plotting import to_png
+        import ipywidgets as w
 
-        w = _widgets()
         if paths is None:
             paths = save_uploads(self.chooser.value, self.upload_dir) or [example_recording()]
         self.button.disabled = True
@@ -298,15 +288,16 @@ class DenoiseApp:
             self.button.disabled = False
         views = []
         for r in results:
+            png, players = result_view(r, self.seconds)
             views.append(w.VBox([
-                w.HTML(f"<h4>{Path(r.input).name}</h4>"),
-                w.Image(value=to_png(result_figure(r, self.seconds)), format="png"),
-                w.HTML(result_players(r, self.seconds)),
+                w.HTML(f"<h4>{escape(Path(r.input).name)}</h4>"),
+                w.Image(value=png, format="png"),
+                w.HTML(players),
                 w.HTML(_download_link(r.denoised)),
             ]))
         self.output.children = tuple(views)
         done = f"Done: {len(results)} file(s) in {self.out_dir}/."
-        errors = "".join(f"<br><span style='color:#b00'>{_escape(p)}</span>" for p in problems)
+        errors = "".join(f"<br><span style='color:#b00'>{escape(p)}</span>" for p in problems)
         self.status.value = (done if results else "Nothing denoised.") + errors
         self.results = results
         return results
@@ -334,7 +325,7 @@ def denoise_files(
     """
     from tqdm.auto import tqdm
 
-    from histdenoise.denoiser import Denoiser, DenoiseSettings
+    from histdenoise.denoiser import SECONDS_BAR, Denoiser, DenoiseSettings
     from histdenoise.errors import HistdenoiseError, first_line
 
     results, problems = [], []
@@ -350,8 +341,7 @@ def denoise_files(
         bar = None
         callback = progress
         if callback is None:
-            bar = tqdm(total=1, unit="s", desc=Path(path).name, bar_format=(
-                "{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]"))
+            bar = tqdm(total=1, unit="s", desc=Path(path).name, bar_format=SECONDS_BAR)
 
             def callback(done: float, total: float, bar=bar) -> None:
                 bar.total = total
@@ -396,12 +386,6 @@ def show_figure(fig) -> None:
     display(Image(data=to_png(fig), format="png"))
 
 
-def _escape(text: str) -> str:
-    import html
-
-    return html.escape(text)
-
-
 def _download_link(path: Path, limit_bytes: int = 64_000_000) -> str:
     """An HTML link that downloads ``path`` from the page itself (works in Voilà and
     Colab alike); just the path when the file is too big to embed."""
@@ -410,8 +394,8 @@ def _download_link(path: Path, limit_bytes: int = 64_000_000) -> str:
 
     path = Path(path)
     if path.stat().st_size > limit_bytes:
-        return f"Saved to <code>{_escape(str(path))}</code>"
+        return f"Saved to <code>{escape(str(path))}</code>"
     mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return (f"<a download='{_escape(path.name)}' href='data:{mime};base64,{data}'>"
-            f"Download {_escape(path.name)}</a>")
+    return (f"<a download='{escape(path.name)}' href='data:{mime};base64,{data}'>"
+            f"Download {escape(path.name)}</a>")

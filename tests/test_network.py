@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from histdenoise.network import (
+    DenseBlock,
     NetworkConfig,
+    PaddedConv2D,
     build_network,
     checkpoint_variables,
     count_parameters,
@@ -118,3 +120,43 @@ def test_config_dict_round_trip():
     assert NetworkConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="unknown"):
         NetworkConfig.from_dict({**config.to_dict(), "width": 3})
+
+
+def conv_same(x, kernel, bias, k, activation):
+    """The reference form: mirror pad, VALID convolution, bias, activation (TensorFlow)."""
+    import tensorflow as tf
+
+    y = tf.nn.conv2d(symmetric_pad(x, k), kernel, 1, "VALID") + bias
+    return np.asarray(tf.nn.elu(y) if activation else y)
+
+
+@pytest.mark.parametrize("frames", [1, 2, 3, 4, 50])
+def test_stem_equals_convolving_the_concatenated_frequency_encoding(frames):
+    rng = np.random.default_rng(frames)
+    layer = PaddedConv2D(5, 7, encodings=10, bins=1025)
+    x = rng.standard_normal((2, frames, 1025, 2)).astype("float32")
+    layer.build(x.shape)
+    layer.conv.bias.assign(rng.standard_normal(5).astype("float32"))
+    enc = np.broadcast_to(frequency_encoding(10)[None, None], (2, frames, 1025, 10))
+    full = np.concatenate([x, enc], axis=-1)
+    expected = conv_same(full, layer.kernel, layer.bias, 7, activation=True)
+    got = np.asarray(layer(x))
+    assert got.shape == (2, frames, 1025, 5)
+    assert rel_err(got, expected) < 2e-6
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3, 4])
+def test_dense_block_equals_concatenating_form(layers):
+    rng = np.random.default_rng(layers)
+    block = DenseBlock(6, layers)
+    x = rng.standard_normal((2, 9, 33, 5)).astype("float32")
+    block.build(x.shape)
+    for conv in block.convs:
+        conv.conv.bias.assign(rng.standard_normal(6).astype("float32"))
+    # y_0 = conv_0(x); x <- concat([y, x]); y = conv_j(x): the paper's definition.
+    h, y = x, None
+    for j, conv in enumerate(block.convs):
+        if j:
+            h = np.concatenate([y, h], axis=-1)
+        y = conv_same(h, conv.kernel, conv.bias, 3, activation=True)
+    assert rel_err(np.asarray(block(x)), y) < 2e-6

@@ -406,9 +406,6 @@ class DecoderLevel(CheckpointLayer):
             name="tconv_1",
             dtype=self.dtype_policy,
         )
-        self.upsample = keras.layers.UpSampling2D(
-            2, interpolation="nearest", dtype=self.dtype_policy
-        )
         self.projection = None
         if in_filters != filters:
             self.projection = PaddedConv2D(filters, 1, name="projection", dtype=self.dtype_policy)
@@ -422,12 +419,16 @@ class DecoderLevel(CheckpointLayer):
         self.i_block.build(tuple(skip_shape[:-1]) + (self.filters + skip_shape[-1],))
 
     def call(self, h, skip):
-        a = self.tconv_1(h)
+        a = self.tconv_1(h)  # (batch, 2 t + 2, 2 f + 2, filters)
         # A 1x1 convolution and its activation commute with nearest-neighbour
-        # up-sampling: project first, at a quarter of the pixels.
+        # up-sampling: project first, at a quarter of the pixels, then add the projection
+        # to each 2x2 block of the (centre-cropped) transposed convolution by
+        # broadcasting, which is the up-sampling without materialising it.
         b = h if self.projection is None else self.projection(h)
-        b = self.upsample(b)
-        c = center_crop(a, b) + b
+        t, f = ops.shape(h)[1], ops.shape(h)[2]
+        a = a[:, 1 : 2 * t + 1, 1 : 2 * f + 1, :]
+        a = ops.reshape(a, (-1, t, 2, f, 2, self.filters))
+        c = ops.reshape(a + b[:, :, None, :, None, :], (-1, 2 * t, 2 * f, self.filters))
         x = ops.concatenate([center_crop(c, skip), skip], axis=-1)
         return self.i_block(x)
 

@@ -11,13 +11,15 @@ each chunk goes through the network, and its output frames are weighted and summ
 
 The ramp down of one chunk and the ramp up of the next cover the same frames and sum to
 exactly one, and the ``margin`` frames at each chunk edge, where the U-Net sees its own
-padding, are never used (except at the ends of the file). One inverse STFT of the summed
-frames, by overlap-add, gives the output. Memory stays constant: only the chunks in flight,
-their frames and an ``n_fft`` tail are held.
+padding, are never used (except at the ends of the file). The last chunk is cut to the
+frames the file still has (rounded up to ``align``), so a short file costs what it holds.
+One inverse STFT of the summed frames, by overlap-add, gives the output. Memory stays
+constant: only the chunks in flight, their frames and an ``n_fft`` tail are held.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -42,15 +44,18 @@ class ChunkConfig:
         frames: frames per chunk.
         margin: frames discarded at each inner chunk edge.
         crossfade: frames over which one chunk hands over to the next.
+        align: the last chunk of a file is cut to the frames it needs, rounded up to a
+            multiple of this (64 = 2**6, the paper network's down-sampling).
     """
 
     frames: int = 448
     margin: int = 16
     crossfade: int = 32
+    align: int = 64
 
     def __post_init__(self) -> None:
-        if self.margin < 0 or self.crossfade < 1:
-            raise ValueError("margin must be >= 0 and crossfade >= 1")
+        if self.margin < 0 or self.crossfade < 1 or self.align < 1:
+            raise ValueError("margin must be >= 0, crossfade and align >= 1")
         if self.stride < self.crossfade:
             raise ValueError(
                 f"chunk of {self.frames} frames too short for margin {self.margin} and "
@@ -74,6 +79,12 @@ class ChunkConfig:
             w[f - m - c : f - m] = 1.0 - up
             w[f - m :] = 0.0
         return w
+
+    def last_chunk_frames(self, remaining: int) -> int:
+        """Frames the last chunk runs with when ``remaining`` frames of the file are left
+        from its start: ``remaining`` rounded up to a multiple of ``align`` (at most
+        ``frames``). Short files and the tail of long ones cost only what they hold."""
+        return min(self.frames, -(-max(1, remaining) // self.align) * self.align)
 
     def num_chunks(self, total_frames: int) -> int:
         """Chunks needed to cover ``total_frames`` frames."""
@@ -170,22 +181,30 @@ class StreamingEngine:
                     last = k == c.num_chunks(t_total) - 1
                 else:
                     last = False
-                seg = buf[:, start - buf0 : start - buf0 + chunk_len]
-                if seg.shape[1] < chunk_len:
-                    seg = np.pad(seg, ((0, 0), (0, chunk_len - seg.shape[1])))
+                frames = c.frames
+                if last:  # only as many frames as the file still has, rounded up
+                    frames = min(frames, c.last_chunk_frames(total_frames(n_in, s) - k * c.stride))
+                span = (frames - 1) * hop + n_fft
+                seg = buf[:, start - buf0 : start - buf0 + span]
+                if seg.shape[1] < span:
+                    seg = np.pad(seg, ((0, 0), (0, span - seg.shape[1])))
                 batch.append((k, stft(seg, s), last))
                 k += 1
                 if last:
                     break
             if not batch:
                 break
-            spec = np.concatenate([b[1] for b in batch], axis=0)  # (chunks*ch, F, bins)
-            out = _run(self.network, spec)
-            for i, (kk, _, last) in enumerate(batch):
-                y = out[i * ch : (i + 1) * ch]
-                w = c.weights(first=kk == 0, last=last).astype(np.float32)
+            # One network call per run of equal-length chunks (a shortened last chunk
+            # goes alone): (chunks*ch, frames, bins) each.
+            outs = []
+            for _, group in itertools.groupby(batch, key=lambda b: b[1].shape[1]):
+                specs = [b[1] for b in group]
+                out = _run(self.network, np.concatenate(specs, axis=0))
+                outs.extend(np.split(out, len(specs), axis=0))
+            for y, (kk, _, last) in zip(outs, batch, strict=True):
+                w = c.weights(first=kk == 0, last=last)[: y.shape[1]].astype(np.float32)
                 lo = kk * c.stride - acc0
-                hi = lo + c.frames
+                hi = lo + y.shape[1]
                 if hi > acc.shape[1]:
                     acc = np.concatenate(
                         [acc, np.zeros((ch, hi - acc.shape[1], s.bins), np.complex64)], axis=1

@@ -10,7 +10,7 @@ import pytest
 from histdenoise.engine import ChunkConfig, StreamingEngine, total_frames
 from histdenoise.stft import StftConfig, istft, stft, to_channels
 
-SMALL_CHUNK = ChunkConfig(frames=64, margin=4, crossfade=8)
+SMALL_CHUNK = ChunkConfig(frames=64, margin=4, crossfade=8, align=16)
 
 
 def run(network, x, chunk=SMALL_CHUNK, block=7919, batch_size=3):
@@ -46,6 +46,27 @@ def test_crossfade_weights_sum_to_exactly_one(frames):
         total[i * c.stride : i * c.stride + c.frames] += c.weights(i == 0, i == k - 1)
     assert np.all(total[:frames] == 1.0)
     assert k == 1 or (k - 1) * c.stride < frames <= (k - 1) * c.stride + c.frames
+
+
+@pytest.mark.parametrize(
+    ("seconds", "calls"),
+    [
+        (0.5, [(1, 64)]),  # 48 frames: one chunk cut to 64 instead of 448
+        (2.0, [(1, 192)]),  # 176 frames
+        (10.0, [(2, 448), (1, 128)]),  # 865 frames: 2 x 384 + 97 left
+    ],
+)
+def test_last_chunk_runs_only_the_frames_it_needs(seconds, calls):
+    seen = []
+
+    def network(z):
+        seen.append(z.shape[:2])
+        return z
+
+    x = (np.random.default_rng(1).standard_normal((1, int(seconds * 44100))) * 0.5)
+    y = run(network, x.astype(np.float32), chunk=ChunkConfig(), batch_size=4)
+    assert seen == calls
+    assert np.max(np.abs(y - x)) < 1e-5
 
 
 def test_default_chunk_is_aligned_to_the_network_depth():

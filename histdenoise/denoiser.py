@@ -25,7 +25,8 @@ from histdenoise.audio import (
     to_float,
 )
 from histdenoise.engine import ChunkConfig, StreamingEngine
-from histdenoise.errors import CheckpointError, HistdenoiseError
+from histdenoise.errors import HistdenoiseError
+from histdenoise.registry import DEFAULT_MODEL
 from histdenoise.stft import StftConfig
 
 Progress = Callable[[float, float], None]
@@ -92,7 +93,8 @@ class Denoiser:
         model: with the ``"tensorflow"`` backend, a registry name, checkpoint path (see
             `histdenoise.load_network`) or a Keras model, the default model when None; with
             ``"onnxruntime"``, an exported ONNX folder (``model.onnx`` + ``model.json``, see
-            `histdenoise.export`) or a ``.onnx`` file.
+            `histdenoise.export`), a ``.onnx`` file, or ``"bundled"`` (shipped as ONNX
+            too; also the default when None).
         batch_size: spectrogram chunks (5 s of one channel each) per network call.
         chunk: chunking of the spectrogram (frames per chunk, margin, cross-fade).
         backend: ``"tensorflow"`` or ``"onnxruntime"``; the latter never imports
@@ -109,6 +111,7 @@ class Denoiser:
         d = Denoiser()
         denoised, removed = d.denoise(audio, 48000)          # (samples,) or (samples, ch)
         result = d.denoise_file("disc 1.flac", out_dir="out")
+        d = Denoiser(backend="onnxruntime")                 # the bundled model, no TensorFlow
         d = Denoiser("bundled-onnx", backend="onnxruntime")  # from `histdenoise export`
     """
 
@@ -134,12 +137,7 @@ class Denoiser:
                 )
             from histdenoise.onnx_backend import OnnxNetwork
 
-            if model is None:
-                raise CheckpointError(
-                    "the onnxruntime backend needs an exported ONNX model (make one with "
-                    "`histdenoise export bundled --format onnx OUT`)"
-                )
-            self.model = OnnxNetwork(model)
+            self.model = OnnxNetwork(DEFAULT_MODEL if model is None else model)
             self.card, self._fn = self.model.card, self.model
         else:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -406,7 +404,6 @@ def _load_tensorflow(
             f"the tensorflow backend needs TensorFlow ({exc.name} is not installed: pip install "
             "tensorflow), or use --backend onnxruntime with an ONNX export"
         ) from None
-    from histdenoise.registry import DEFAULT_MODEL
 
     network = load_network(model if model is not None else DEFAULT_MODEL)
     card = getattr(network, "histdenoise_card", None)

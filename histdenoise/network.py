@@ -280,8 +280,8 @@ class DenseBlock(CheckpointLayer):
             readers = list(range(s, n))
             k = ops.concatenate([block(j, s) for j in readers], axis=-1)
             out = ops.conv(symmetric_pad(source, 3), k, strides=1, padding="valid")
-            for m, j in enumerate(readers):
-                part = out[..., m * c : (m + 1) * c]
+            parts = ops.split(out, len(readers), axis=-1) if len(readers) > 1 else [out]
+            for j, part in zip(readers, parts, strict=True):
                 pre[j] = part if pre[j] is None else pre[j] + part
             source = ops.elu(pre[s] + biases[s])
         return source
@@ -401,7 +401,7 @@ class DecoderLevel(CheckpointLayer):
             filters,
             4,
             strides=2,
-            padding="valid",
+            padding="same",
             activation="elu",
             name="tconv_1",
             dtype=self.dtype_policy,
@@ -419,14 +419,16 @@ class DecoderLevel(CheckpointLayer):
         self.i_block.build(tuple(skip_shape[:-1]) + (self.filters + skip_shape[-1],))
 
     def call(self, h, skip):
-        a = self.tconv_1(h)  # (batch, 2 t + 2, 2 f + 2, filters)
+        # The reference runs a VALID transposed convolution, (2 t + 2, 2 f + 2), and
+        # centre-crops it to (2 t, 2 f); SAME padding (1 before and after for a 4x4
+        # kernel at stride 2) is that crop without the copy.
+        a = self.tconv_1(h)  # (batch, 2 t, 2 f, filters)
         # A 1x1 convolution and its activation commute with nearest-neighbour
         # up-sampling: project first, at a quarter of the pixels, then add the projection
-        # to each 2x2 block of the (centre-cropped) transposed convolution by
-        # broadcasting, which is the up-sampling without materialising it.
+        # to each 2x2 block of the transposed convolution by broadcasting, which is the
+        # up-sampling without materialising it.
         b = h if self.projection is None else self.projection(h)
         t, f = ops.shape(h)[1], ops.shape(h)[2]
-        a = a[:, 1 : 2 * t + 1, 1 : 2 * f + 1, :]
         a = ops.reshape(a, (-1, t, 2, f, 2, self.filters))
         c = ops.reshape(a + b[:, :, None, :, None, :], (-1, 2 * t, 2 * f, self.filters))
         x = ops.concatenate([center_crop(c, skip), skip], axis=-1)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from histdenoise.errors import CheckpointError, first_line
+from histdenoise.errors import CheckpointError, HistdenoiseError, first_line
 from histdenoise.stft import StftConfig
 
 ONNX_NAME = "model.onnx"
@@ -104,11 +104,28 @@ def find_onnx(source: str | os.PathLike) -> Path:
         return path
     if os.sep in text or "/" in text or path.suffix:
         raise CheckpointError(f"{text}: no such file or folder")
+    shipped = _shipped_onnx(text)
+    if shipped is not None:
+        return shipped
     raise CheckpointError(
         f"{text}: the onnxruntime backend needs an exported ONNX model (a folder with "
         f"{ONNX_NAME} or a .onnx file), not a registry name; make one with "
         f"`histdenoise export {text} --format onnx OUT`"
     )
+
+
+def _shipped_onnx(name: str) -> Path | None:
+    """``model.onnx`` of a registry model shipped with histdenoise (``bundled``), if any."""
+    from histdenoise.registry import load_registry
+
+    try:
+        entry = load_registry().get(name)
+    except HistdenoiseError:
+        return None
+    folder = entry.local_path() if entry is not None else None
+    if folder is not None and (folder / ONNX_NAME).is_file():
+        return folder / ONNX_NAME
+    return None
 
 
 def default_providers() -> list[str]:

@@ -143,6 +143,8 @@ def test_settings_flags_reach_the_report(sentinel, tmp_path):
                 "0.25",
                 "--batch-size",
                 "3",
+                "--chunk-frames",
+                "192",
                 "--format",
                 "flac",
                 "--subtype",
@@ -154,6 +156,7 @@ def test_settings_flags_reach_the_report(sentinel, tmp_path):
     report = json.loads((tmp_path / "a_report.json").read_text())
     assert report["settings"]["strength"] == 0.25 and report["settings"]["mono"] is True
     assert report["settings"]["batch_size"] == 3
+    assert report["settings"]["chunk"]["frames"] == 192
     info = sf.info(str(tmp_path / "a_denoised.flac"))
     assert (info.format, info.subtype, info.channels, info.samplerate) == (
         "FLAC",
@@ -164,7 +167,14 @@ def test_settings_flags_reach_the_report(sentinel, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("flag", "value"), [("--strength", "1.5"), ("--strength", "x"), ("--batch-size", "0")]
+    ("flag", "value"),
+    [
+        ("--strength", "1.5"),
+        ("--strength", "x"),
+        ("--batch-size", "0"),
+        ("--chunk-frames", "100"),
+        ("--chunk-frames", "64"),
+    ],
 )
 def test_invalid_values_are_refused(flag, value, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
@@ -209,18 +219,21 @@ def test_backend_onnxruntime(sentinel_onnx, sentinel, tmp_path):
     assert np.max(np.abs(got - expected)) < 1e-4 * np.max(np.abs(expected))
 
 
-def test_backend_onnxruntime_needs_an_onnx_export(sentinel, tmp_path, capsys):
+def test_backend_onnxruntime_takes_an_onnx_export_or_the_bundled_model(sentinel, tmp_path, capsys):
     a = write(tmp_path / "a.wav")
     args = ["denoise", str(a), "--backend", "onnxruntime", "--quiet"]
     assert main([*args, "--model", str(sentinel)]) == 1
     err = capsys.readouterr().err
     assert f"histdenoise: error: {sentinel}: not an exported ONNX model" in err
     assert err.count("\n") == 1
-    assert main(args) == 1  # no --model: the registry's default is not an ONNX export
-    assert "needs an exported ONNX model" in capsys.readouterr().err
-    assert main([*args, "--model", "bundled"]) == 1
+    assert main([*args, "--model", "moliner2022"]) == 1  # registered, but no ONNX shipped
     assert "not a registry name" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav"]
+    # No --model: the bundled model, which ships as ONNX too.
+    assert main(args) == 0
+    report = json.loads((tmp_path / "a_report.json").read_text())
+    assert report["model"]["name"] == "bundled"
+    assert report["settings"]["backend"] == "onnxruntime"
     with pytest.raises(SystemExit) as e:
         main([*args, "--backend", "torch"])
     assert e.value.code == 2

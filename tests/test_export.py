@@ -213,7 +213,23 @@ def test_denoiser_backend_arguments(sentinel):
     with pytest.raises(ValueError, match="backend must be one of"):
         Denoiser(sentinel, backend="torch")
     with pytest.raises(CheckpointError, match="needs an exported ONNX model"):
-        Denoiser(None, backend="onnxruntime")
+        Denoiser("moliner2022", backend="onnxruntime")  # a registry name with no ONNX
+
+
+def test_the_bundled_model_ships_as_onnx_too(tmp_path):
+    """`--backend onnxruntime` works out of the box: checkpoints/bundled/model.onnx is the
+    export of the shipped weights (same card and sha256) and computes what they compute."""
+    from histdenoise.denoiser import Denoiser
+    from histdenoise.loading import load_network
+
+    d = Denoiser(backend="onnxruntime")  # the default model
+    native = read_card(REPO / "checkpoints" / "bundled")
+    assert d.model.path == REPO / "checkpoints" / "bundled" / "model.onnx"
+    assert d.card.name == "bundled"
+    assert d.card.weights_sha256 == native.weights_sha256
+    x = np.random.default_rng(3).standard_normal((1, 100, 1025, 2)).astype(np.float32)
+    expected = np.asarray(load_network("bundled")(x, training=False)[0])
+    assert rel_error(d.model(x), expected) < TOLERANCE
 
 
 # --------------------------------------------------------------------------- no TensorFlow

@@ -73,17 +73,17 @@ def add_denoise(sub) -> None:
     p.add_argument(
         "--batch-size",
         type=_positive_int,
-        default=2,
+        default=1,
         metavar="N",
-        help="5-second chunks per network call (more is faster on a GPU)",
+        help="chunks (of one channel) per network call; more is faster on a GPU",
     )
     p.add_argument(
         "--chunk-frames",
         type=_chunk_frames,
-        default=448,
+        default=960,
         metavar="N",
-        help="STFT frames per chunk, a multiple of 64 from 128 (448 = 5.2 s); longer chunks "
-        "overlap less (faster for the paper model, on GPUs) but need more memory",
+        help="STFT frames per chunk, a multiple of 64 from 128 (960 = 11.1 s); longer chunks "
+        "overlap less (faster) but need more memory",
     )
     p.add_argument(
         "--mono", action="store_true", help="downmix to mono first (as the authors' tool did)"

@@ -95,7 +95,8 @@ class Denoiser:
             ``"onnxruntime"``, an exported ONNX folder (``model.onnx`` + ``model.json``, see
             `histdenoise.export`), a ``.onnx`` file, or ``"bundled"`` (shipped as ONNX
             too; also the default when None).
-        batch_size: spectrogram chunks (5 s of one channel each) per network call.
+        batch_size: spectrogram chunks (11 s of one channel each) per network call;
+            more is faster on a GPU and needs more memory.
         chunk: chunking of the spectrogram (frames per chunk, margin, cross-fade).
         backend: ``"tensorflow"`` or ``"onnxruntime"``; the latter never imports
             TensorFlow (numpy, soundfile, soxr and onnxruntime suffice).
@@ -119,7 +120,7 @@ class Denoiser:
         self,
         model=None,
         *,
-        batch_size: int = 2,
+        batch_size: int = 1,
         chunk: ChunkConfig | None = None,
         backend: str = "tensorflow",
         precision: str = "float32",

@@ -64,8 +64,22 @@ def test_last_chunk_runs_only_the_frames_it_needs(seconds, calls):
         return z
 
     x = (np.random.default_rng(1).standard_normal((1, int(seconds * 44100))) * 0.5)
-    y = run(network, x.astype(np.float32), chunk=ChunkConfig(), batch_size=4)
+    y = run(network, x.astype(np.float32), chunk=ChunkConfig(frames=448), batch_size=4)
     assert seen == calls
+    assert np.max(np.abs(y - x)) < 1e-5
+
+
+@pytest.mark.parametrize(("channels", "batch_size", "calls"), [(2, 1, 4), (2, 2, 2), (3, 2, 4)])
+def test_no_call_holds_more_than_batch_size_spectrograms(channels, batch_size, calls):
+    seen = []
+
+    def network(z):
+        seen.append(z.shape[0])
+        return z
+
+    x = np.random.default_rng(2).standard_normal((channels, 8 * 44100)).astype(np.float32)
+    y = run(network, x, chunk=ChunkConfig(frames=448), batch_size=batch_size)
+    assert len(seen) == calls and max(seen) <= batch_size  # 2 chunks of every channel
     assert np.max(np.abs(y - x)) < 1e-5
 
 

@@ -177,7 +177,7 @@ def test_a_failed_check_leaves_no_output(sentinel, tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- ONNX errors
 def test_onnx_backend_refuses_what_is_not_an_onnx_export(sentinel, tmp_path):
     with pytest.raises(CheckpointError, match="not a registry name"):
-        OnnxNetwork("bundled")
+        OnnxNetwork("moliner2022")  # registered, no ONNX shipped
     with pytest.raises(
         CheckpointError, match=f"^{re.escape(str(sentinel))}: not an exported ONNX model"
     ):

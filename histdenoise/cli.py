@@ -56,8 +56,9 @@ def add_denoise(sub) -> None:
         "--precision",
         choices=("float32", "bfloat16", "float16"),
         default="float32",
-        help="network arithmetic (tensorflow backend): bfloat16 is faster on CPUs with "
-        "AVX512-BF16 or AMX, float16 on GPUs; weights stay float32 (default: float32)",
+        help="network arithmetic (tensorflow backend): bfloat16 (faster on CPUs with "
+        "AVX512-BF16 or AMX) or float16 (GPUs) in the first stage; weights and the second "
+        "stage stay float32 (default: float32)",
     )
     p.add_argument(
         "--jit", action="store_true", help="compile the network with XLA (tensorflow backend)"

@@ -101,9 +101,9 @@ class Denoiser:
         backend: ``"tensorflow"`` or ``"onnxruntime"``; the latter never imports
             TensorFlow (numpy, soundfile, soxr and onnxruntime suffice).
         precision: network arithmetic with TensorFlow: ``"float32"``; ``"bfloat16"``
-            (Keras mixed precision: bfloat16 compute, float32 weights; fast on CPUs with
-            AVX512-BF16/AMX and on TPUs) or ``"float16"`` (GPUs). STFT, overlap-add and
-            the output split stay in float32/float64.
+            (Keras mixed precision in the first stage: bfloat16 compute, float32 weights;
+            fast on CPUs with AVX512-BF16/AMX and on TPUs) or ``"float16"`` (GPUs). The
+            second stage, STFT, overlap-add and the output split stay in float32/float64.
         jit: compile the network with XLA (``jit_compile``); helps on GPUs, often not on
             CPUs (see benchmarks/inference.py).
 
@@ -419,8 +419,9 @@ def _compile(
 ) -> Callable[[np.ndarray], np.ndarray]:
     """The network as a traced function (batch, frames, bins, 2) -> stage 2, float32.
 
-    Reduced precision runs a copy of the network built under a Keras mixed-precision
-    policy (float32 weights, bfloat16/float16 compute); ``jit`` compiles it with XLA.
+    Reduced precision runs a copy of the network whose first stage is built under a Keras
+    mixed-precision policy (float32 weights, bfloat16/float16 compute) and whose second
+    stage stays float32; ``jit`` compiles it with XLA.
     """
     import tensorflow as tf
 
@@ -431,7 +432,7 @@ def _compile(
         config = getattr(model, "histdenoise_config", None)
         if config is None:
             raise HistdenoiseError(f"{precision} needs a histdenoise network (no config)")
-        fast = build_network(config, dtype=f"mixed_{precision}")
+        fast = build_network(config, stage1_dtype=f"mixed_{precision}")
         fast.set_weights(model.get_weights())
         model = fast
 

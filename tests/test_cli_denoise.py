@@ -240,7 +240,8 @@ def test_backend_onnxruntime_takes_an_onnx_export_or_the_bundled_model(sentinel,
 
 
 def test_precision_and_jit_flags(tmp_path):
-    """XLA changes nothing measurable; bfloat16 costs accuracy (measured, see README)."""
+    """XLA changes nothing measurable; bfloat16 (first stage only) keeps the issue's bar of
+    40 dB SI-SDR against float32 on music."""
     from histdenoise.metrics import si_sdr_db
     from histdenoise.notebook import example_recording, read_excerpt
 
@@ -256,7 +257,7 @@ def test_precision_and_jit_flags(tmp_path):
         assert report["settings"]["jit"] is (name == "xla")
         out[name] = sf.read(tmp_path / name / "a_denoised.wav")[0].ravel()
     assert si_sdr_db(out["xla"], out["fp32"]) > 80
-    assert si_sdr_db(out["bf16"], out["fp32"]) > 20
+    assert si_sdr_db(out["bf16"], out["fp32"]) > 40
 
 
 def test_precision_is_checked(sentinel_onnx, tmp_path, capsys):

@@ -16,7 +16,8 @@ speed does not depend on weights, accuracy of reduced precision may). Figures va
 machine load: compare ratios within one run.
 
 Variants: ``tf-fp32`` (TensorFlow, float32, the default), ``tf-fp32-xla`` (jit_compile),
-``tf-bf16`` (Keras mixed bfloat16), ``tf-fp16`` (mixed float16), ``ort-fp32`` (ONNX
+``tf-bf16`` (Keras mixed bfloat16 in the first stage, float32 in the second), ``tf-fp16``
+(the same with float16), ``ort-fp32`` (ONNX
 Runtime on the ONNX export; no TensorFlow in the denoising process), ``tf-fp32-448``
 (448-frame chunks, the training length and the default until 2026-11: 384 of every 448
 frames kept instead of 896 of 960, half the memory). All others use the defaults, 960-frame

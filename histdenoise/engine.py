@@ -188,7 +188,7 @@ class StreamingEngine:
                     last = False
                 frames = c.frames
                 if last:  # only as many frames as the file still has, rounded up
-                    frames = min(frames, c.last_chunk_frames(total_frames(n_in, s) - k * c.stride))
+                    frames = c.last_chunk_frames(t_total - k * c.stride)
                 span = (frames - 1) * hop + n_fft
                 seg = buf[:, start - buf0 : start - buf0 + span]
                 if seg.shape[1] < span:
@@ -206,9 +206,8 @@ class StreamingEngine:
                 specs = [b[1] for b in group]
                 spec = np.concatenate(specs, axis=0)
                 n = self.batch_size
-                out = np.concatenate(
-                    [_run(self.network, spec[i : i + n]) for i in range(0, len(spec), n)]
-                )
+                parts = [_run(self.network, spec[i : i + n]) for i in range(0, len(spec), n)]
+                out = parts[0] if len(parts) == 1 else np.concatenate(parts)
                 outs.extend(np.split(out, len(specs), axis=0))
             for y, (kk, _, last) in zip(outs, batch, strict=True):
                 w = c.weights(first=kk == 0, last=last)[: y.shape[1]].astype(np.float32)

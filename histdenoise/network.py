@@ -102,6 +102,12 @@ def _symmetric_indices(n, before: int, after: int):
     return ops.where(m >= n, period - 1 - m, m)
 
 
+def pad_sizes(kernel_size: int) -> tuple[int, int]:
+    """Padding (before, after) of each axis for a same-size VALID convolution, as the
+    reference network pads: ``k//2`` before and ``k//2 - (1 - k%2)`` after."""
+    return kernel_size // 2, kernel_size // 2 - (1 - kernel_size % 2)
+
+
 def symmetric_pad(x, kernel_size: int):
     """Pad the frames and frequency axes of (batch, frames, bins, ch) for a VALID conv.
 
@@ -110,8 +116,7 @@ def symmetric_pad(x, kernel_size: int):
     axes are longer than the padding (always, for the denoiser's chunks); index mirroring
     (which also handles shorter axes) otherwise.
     """
-    before = kernel_size // 2
-    after = kernel_size // 2 - (1 - kernel_size % 2)
+    before, after = pad_sizes(kernel_size)
     if before == 0 and after == 0:
         return x
     need = max(before, after)
@@ -196,8 +201,7 @@ class PaddedConv2D(CheckpointLayer):
             if strides != 1:
                 raise ValueError("frequency encodings need a stride-1 convolution")
             # unfolded[f, d, k]: encoding k at bin f + d - k//2, mirror padded.
-            before = kernel_size // 2
-            after = kernel_size // 2 - (1 - kernel_size % 2)
+            before, after = pad_sizes(kernel_size)
             enc = frequency_encoding(encodings, bins)
             enc = np.pad(enc, [(before, after), (0, 0)], mode="symmetric")
             self._unfolded = np.stack([enc[d : d + bins] for d in range(kernel_size)], axis=1)

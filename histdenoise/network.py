@@ -214,6 +214,13 @@ class PaddedConv2D(CheckpointLayer):
                 padded[ax] += self.kernel_size - 1
         self.conv.build(tuple(padded))
 
+    def compute_output_shape(self, input_shape):
+        # Declared so that Keras never traces `call` on symbolic shapes (JAX cannot
+        # compare a symbolic frame count with the padding).
+        stride = self.conv.strides[0]
+        spatial = _down(input_shape[:-1]) if stride == 2 else tuple(input_shape[:-1])
+        return spatial + (self.conv.filters,)
+
     def encoding_response(self, dtype="float32"):
         """The encoding channels' part of the pre-activation, the same for every frame:
         (bins, filters)."""
@@ -260,6 +267,9 @@ class DenseBlock(CheckpointLayer):
         for conv in self.convs:
             conv.build(tuple(shape))
             shape[-1] += conv.conv.filters
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.convs[0].conv.filters,)
 
     def call(self, x):
         # Convolution j sees concat([y_{j-1}, ..., y_0, x]). Its kernel is split into the
@@ -312,6 +322,9 @@ class IBlock(CheckpointLayer):
         self.tfc.build(input_shape)
         self.conv2d_res.build(input_shape)
 
+    def compute_output_shape(self, input_shape):
+        return self.tfc.compute_output_shape(input_shape)
+
     def call(self, x):
         if self.remat:
             return keras.remat(self._forward)(x)
@@ -339,6 +352,10 @@ class EncoderLevel(CheckpointLayer):
     def build(self, input_shape):
         self.i_block.build(input_shape)
         self.conv2d_2.build(tuple(input_shape[:-1]) + (self.i_block.conv2d_res.conv.filters,))
+
+    def compute_output_shape(self, input_shape):
+        skip = self.i_block.compute_output_shape(input_shape)
+        return self.conv2d_2.compute_output_shape(skip), skip
 
     def call(self, x):
         skip = self.i_block(x)
@@ -375,6 +392,13 @@ class Encoder(CheckpointLayer):
             level.build(shape)
             shape = _down(shape[:-1]) + (level.conv2d_2.conv.filters,)
         self.i_block.build(shape)
+
+    def compute_output_shape(self, input_shape):
+        shape, skips = tuple(input_shape), []
+        for level in self.eblocks:
+            shape, skip = level.compute_output_shape(shape)
+            skips.append(skip)
+        return self.i_block.compute_output_shape(shape), skips
 
     def call(self, x):
         skips = []
@@ -422,6 +446,9 @@ class DecoderLevel(CheckpointLayer):
             self.projection.build(h_shape)
         self.i_block.build(tuple(skip_shape[:-1]) + (self.filters + skip_shape[-1],))
 
+    def compute_output_shape(self, h_shape, skip_shape):
+        return tuple(skip_shape[:-1]) + (self.filters,)
+
     def call(self, h, skip):
         # The reference runs a VALID transposed convolution, (2 t + 2, 2 f + 2), and
         # centre-crops it to (2 t, 2 f); SAME padding (1 before and after for a 4x4
@@ -468,6 +495,9 @@ class Decoder(CheckpointLayer):
             level.build(h_shape, skip_shape)
             h_shape = tuple(skip_shape[:-1]) + (level.filters,)
 
+    def compute_output_shape(self, h_shape, skips_shape):
+        return tuple(skips_shape[0][:-1]) + (self.dblocks[0].filters,)
+
     def call(self, h, skips):
         for level, skip in zip(reversed(self.dblocks), reversed(skips), strict=False):
             h = level(h, skip)
@@ -500,6 +530,9 @@ class SupervisedAttention(CheckpointLayer):
         self.conv2.build(features_shape)
         self.conv3.build(x_shape)
 
+    def compute_output_shape(self, features_shape, x_shape):
+        return tuple(features_shape), tuple(x_shape), tuple(features_shape)
+
     def call(self, features, x):
         stage1 = self.conv2(features) + x
         mask = self.conv3(stage1)
@@ -518,6 +551,9 @@ class FinalBlock(CheckpointLayer):
 
     def build(self, input_shape):
         self.conv2.build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (2,)
 
     def call(self, x):
         return self.conv2(x)

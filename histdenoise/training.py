@@ -1,18 +1,26 @@
-"""Training: MAE on real/imag spectrograms over both stages, resumable, distributed.
+"""Training: MAE on real/imag spectrograms over both stages, resumable, on any Keras backend.
 
 ``histdenoise train CONFIG.json`` runs `train` with a `TrainConfig` read from JSON. A run
-folder holds ``ckpt/`` (model, optimiser, step: resumed automatically), ``logs/``
-(TensorBoard), ``history.csv`` (loss and validation per interval) and, at the end,
-``model/`` (the native checkpoint with its model card).
+folder holds ``ckpt/`` (weights, optimiser state and step, written atomically; resumed
+automatically, also under another Keras backend), ``logs/`` (TensorBoard, where
+TensorFlow is installed), ``history.csv`` (loss and validation per interval) and, at the
+end, ``model/`` (the native checkpoint with its model card).
 
-Scaling, all on TensorFlow's own engine:
+The step is Keras's own ``fit`` on the backend that ``KERAS_BACKEND`` names (TensorFlow,
+JAX or PyTorch); the network uses only ``keras.ops``, so the same weights give the same
+outputs on each. Batches are made ahead by worker processes (``workers``), each from its
+step's own seed (`histdenoise.data.ExampleSource.batch`), so a resumed run sees the
+batches it would have seen.
 
-- ``strategy``: ``"default"`` (one device), ``"mirrored"`` (all local GPUs,
-  ``tf.distribute.MirroredStrategy``), ``"multiworker"`` (hosts listed in ``TF_CONFIG``,
-  ``tf.distribute.MultiWorkerMirroredStrategy``) or ``"auto"`` (mirrored when there is
-  more than one GPU, multiworker when ``TF_CONFIG`` is set). The batch size is global.
+Scaling:
+
+- ``strategy``: ``"default"`` (one device); with TensorFlow ``"mirrored"`` (all local
+  GPUs, ``tf.distribute.MirroredStrategy``), ``"multiworker"`` (hosts listed in
+  ``TF_CONFIG``) or ``"auto"``; with JAX ``"mirrored"``/``"auto"`` is Keras's
+  ``DataParallel`` over all local devices. The batch size is global.
 - ``mixed_precision``: float16 compute with float32 weights and a loss-scaling optimiser
-  (GPUs); ``"bfloat16"`` for CPUs with AVX512-BF16 and TPUs.
+  (GPUs); ``"bfloat16"`` for CPUs with AVX512-BF16, TPUs and recent GPUs. The model
+  alone gets the policy: Keras's global policy is never changed.
 - ``remat``: recompute activations in the backward pass (``keras.remat`` around every
   I-block); trades about a third more compute for much less activation memory.
 """
@@ -23,13 +31,14 @@ import csv
 import json
 import math
 import os
+import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from histdenoise.data import DataConfig, ExampleSource, fixed_examples, make_dataset
+from histdenoise.data import BatchStream, DataConfig, ExampleSource, fixed_examples
 from histdenoise.errors import HistdenoiseError
 from histdenoise.network import NetworkConfig, build_network
 
@@ -56,6 +65,7 @@ class TrainConfig:
         mixed_precision: ``""``, ``"float16"`` or ``"bfloat16"``.
         remat: recompute activations in the backward pass.
         seed: seed of data and initial weights.
+        workers: processes making training batches ahead (0: in the training process).
         init_from: start from this model's weights (registry name or path; fine-tuning,
             or continuing a run whose checkpoint folder is gone) instead of random ones.
         description, licence: for the model card.
@@ -78,13 +88,15 @@ class TrainConfig:
     mixed_precision: str = ""
     remat: bool = False
     seed: int = 0
+    workers: int = 0
     init_from: str = ""
     description: str = ""
     licence: str = "MIT"
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = {f: getattr(self, f) for f in self.__dataclass_fields__}
         d["network"] = self.network.to_dict()
+        d["data"] = self.data.to_dict()
         return d
 
     @classmethod
@@ -93,15 +105,12 @@ class TrainConfig:
         known = set(cls.__dataclass_fields__)
         unknown = set(d) - known
         if unknown:
-            raise HistdenoiseError(f"unknown training settings: {', '.join(sorted(unknown))}")
+            raise HistdenoiseError(f"unknown training settings: {', '.join(sorted(unknown))} "
+                                   f"(known: {', '.join(sorted(known))})")
         if "network" in d:
             d["network"] = NetworkConfig.from_dict(d["network"])
         if "data" in d:
-            data = dict(d["data"])
-            for key in ("snr_db", "gain_db"):
-                if key in data:
-                    data[key] = tuple(data[key])
-            d["data"] = DataConfig(**data)
+            d["data"] = DataConfig.from_dict(d["data"])
         return cls(**d)
 
     @classmethod
@@ -116,7 +125,7 @@ class TrainConfig:
 
 
 def make_strategy(name: str):
-    """The ``tf.distribute`` strategy called ``name`` (see module docs)."""
+    """The ``tf.distribute`` strategy called ``name`` (see module docs); TensorFlow only."""
     import tensorflow as tf
 
     if name == "auto":
@@ -135,6 +144,31 @@ def make_strategy(name: str):
     raise HistdenoiseError(f"unknown strategy {name!r} (auto, default, mirrored, multiworker)")
 
 
+class _Scope:
+    """Where the model and optimiser are made: a ``tf.distribute`` scope, Keras's
+    ``DataParallel`` distribution (JAX), or nothing."""
+
+    def __init__(self, name: str, backend: str):
+        import contextlib
+
+        self.tf_strategy = None
+        self.context = contextlib.nullcontext()
+        if name not in ("auto", "default", "mirrored", "multiworker"):
+            raise HistdenoiseError(
+                f"unknown strategy {name!r} (auto, default, mirrored, multiworker)")
+        if backend == "tensorflow":
+            self.tf_strategy = make_strategy(name)
+            self.context = self.tf_strategy.scope()
+        elif backend == "jax" and name in ("auto", "mirrored"):
+            import jax
+            import keras
+
+            if len(jax.devices()) > 1:
+                self.context = keras.distribution.DataParallel().scope()
+        elif name in ("mirrored", "multiworker"):
+            raise HistdenoiseError(f"strategy {name!r} needs the TensorFlow or JAX backend")
+
+
 def learning_rate_at(config: TrainConfig, step: int) -> float:
     """Learning rate for optimiser step ``step`` (0-based): constant, or the cosine decay.
 
@@ -148,52 +182,65 @@ def learning_rate_at(config: TrainConfig, step: int) -> float:
     return config.final_learning_rate + (config.learning_rate - config.final_learning_rate) * cosine
 
 
-def spectrogram_loss(clean, stage2, stage1):
-    """Mean absolute error on real/imag parts, summed over both stages (per example)."""
-    import tensorflow as tf
-
-    clean = tf.cast(clean, tf.float32)
-    e2 = tf.reduce_mean(tf.abs(tf.cast(stage2, tf.float32) - clean), axis=[1, 2, 3])
-    e1 = tf.reduce_mean(tf.abs(tf.cast(stage1, tf.float32) - clean), axis=[1, 2, 3])
+def spectrogram_loss(clean: np.ndarray, stage2: np.ndarray, stage1: np.ndarray) -> np.ndarray:
+    """Mean absolute error on real/imag parts, summed over both stages: (batch,) for
+    (batch, frames, bins, 2) arrays. The training step computes the same with Keras's
+    ``mean_absolute_error`` on each output."""
+    clean = np.asarray(clean, np.float32)
+    e2 = np.mean(np.abs(np.asarray(stage2, np.float32) - clean), axis=(1, 2, 3))
+    e1 = np.mean(np.abs(np.asarray(stage1, np.float32) - clean), axis=(1, 2, 3))
     return e2 + e1
 
 
+POLICIES = {"": None, "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+
+
 class Trainer:
-    """Runs a `TrainConfig`; `run` may be called again after an interruption."""
+    """Runs a `TrainConfig`; `run` may be called again after an interruption.
+
+    Attributes:
+        step: optimiser steps done (the run's position).
+        model, optimizer: the Keras objects being trained.
+    """
 
     def __init__(self, config: TrainConfig, progress: bool = True):
-        import keras
-        import tensorflow as tf
-
+        if config.mixed_precision not in POLICIES:
+            raise HistdenoiseError(
+                f"mixed_precision must be float16 or bfloat16, got {config.mixed_precision!r}"
+            )
         self.config = config
         self.progress = progress
         self.run_dir = Path(config.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-        if config.mixed_precision:
-            policy = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
-            if config.mixed_precision not in policy:
-                raise HistdenoiseError(
-                    f"mixed_precision must be float16 or bfloat16, got {config.mixed_precision!r}"
-                )
-            keras.mixed_precision.set_global_policy(policy[config.mixed_precision])
-        self.strategy = make_strategy(config.strategy)
+        # Data workers fork first, before any accelerator runtime has threads to lose.
+        self.train_source = ExampleSource(config.data, "train", seed=config.seed + 1)
+        self.stream = BatchStream(self.train_source, config.batch_size, config.workers)
+        self.validation = fixed_examples(
+            config.data, "validation", config.validation_examples, seed=config.seed + 12345
+        )
+        import keras
+
+        self.backend = keras.backend.backend()
         keras.utils.set_random_seed(config.seed)
-        with self.strategy.scope():
-            self.model = build_network(config.network, remat=config.remat)
+        self.scope = _Scope(config.strategy, self.backend)
+        with self.scope.context:
+            self.model = build_network(
+                config.network, remat=config.remat, dtype=POLICIES[config.mixed_precision]
+            )
             opt = keras.optimizers.Adam(
                 config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2
             )
             if config.mixed_precision == "float16":
                 opt = keras.optimizers.LossScaleOptimizer(opt)
             self.optimizer = opt
+            self.model.compile(
+                optimizer=opt,
+                loss=["mean_absolute_error", "mean_absolute_error"],
+                jit_compile=self.backend == "jax",
+            )
             self.optimizer.build(self.model.trainable_variables)
-            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        self.ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step)
-        self.manager = tf.train.CheckpointManager(self.ckpt, self.run_dir / "ckpt", max_to_keep=2)
-        if self.manager.latest_checkpoint:
-            self.ckpt.restore(self.manager.latest_checkpoint).expect_partial()
-        elif config.init_from:
+        if not self._restore() and config.init_from:
             from histdenoise.loading import load_network
 
             source = load_network(config.init_from)
@@ -201,41 +248,61 @@ class Trainer:
                 raise HistdenoiseError(f"{config.init_from}: network config differs from the "
                                        "training config's")
             self.model.set_weights(source.get_weights())
-        self.train_source = ExampleSource(
-            config.data, "train", seed=config.seed + 1000 * int(self.step.numpy())
-        )
-        self.validation = fixed_examples(
-            config.data, "validation", config.validation_examples, seed=config.seed + 12345
-        )
-        self.writer = tf.summary.create_file_writer(str(self.run_dir / "logs"))
-        self._train_step = self._make_train_step()
 
-    def _make_train_step(self):
-        import tensorflow as tf
+    @property
+    def step(self) -> int:
+        return int(np.asarray(self.optimizer.iterations))
 
-        model, opt, strategy = self.model, self.optimizer, self.strategy
-        global_batch = self.config.batch_size
+    # ----------------------------------------------------------------- checkpoints
+    def _state_dirs(self) -> tuple[Path, Path, Path]:
+        ckpt = self.run_dir / "ckpt"
+        return ckpt, ckpt.with_name("ckpt.new"), ckpt.with_name("ckpt.old")
 
-        def replica_step(noisy, clean):
-            with tf.GradientTape() as tape:
-                stage2, stage1 = model(noisy, training=True)
-                per_example = spectrogram_loss(clean, stage2, stage1)
-                loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
-                scaled = opt.scale_loss(loss) if hasattr(opt, "scale_loss") else loss
-            grads = tape.gradient(scaled, model.trainable_variables)
-            opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-            return loss
+    def save(self) -> Path:
+        """Write weights, optimiser state and step to ``ckpt/`` (atomically: a killed
+        save leaves the previous checkpoint)."""
+        from keras import ops
 
-        @tf.function
-        def step(noisy, clean):
-            losses = strategy.run(replica_step, args=(noisy, clean))
-            return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+        ckpt, new, old = self._state_dirs()
+        shutil.rmtree(new, ignore_errors=True)
+        new.mkdir()
+        self.model.save_weights(new / "model.weights.h5")
+        arrays = {f"v{i}": ops.convert_to_numpy(v) for i, v in enumerate(self.optimizer.variables)}
+        np.savez(new / "optimizer.npz", **arrays)
+        state = {"step": self.step, "backend": self.backend,
+                 "optimizer_variables": [v.path for v in self.optimizer.variables]}
+        (new / "state.json").write_text(json.dumps(state, indent=1))
+        shutil.rmtree(old, ignore_errors=True)
+        if ckpt.exists():
+            ckpt.rename(old)
+        new.rename(ckpt)
+        shutil.rmtree(old, ignore_errors=True)
+        return ckpt
 
-        return step
+    def _restore(self) -> bool:
+        """Load the run's checkpoint if there is one; False when starting fresh."""
+        ckpt, _, old = self._state_dirs()
+        if not (ckpt / "state.json").is_file() and (old / "state.json").is_file():
+            ckpt = old  # a save was killed between its two renames
+        if not (ckpt / "state.json").is_file():
+            if (ckpt / "checkpoint").is_file():
+                raise HistdenoiseError(
+                    f"{ckpt}: a TensorFlow checkpoint of histdenoise < 0.2; continue that run "
+                    "with init_from (its model folder) and a new run_dir")
+            return False
+        self.model.load_weights(ckpt / "model.weights.h5")
+        with np.load(ckpt / "optimizer.npz") as arrays:
+            values = [arrays[f"v{i}"] for i in range(len(arrays.files))]
+        if len(values) != len(self.optimizer.variables):
+            raise HistdenoiseError(f"{ckpt}: optimiser state does not match this config")
+        for var, value in zip(self.optimizer.variables, values, strict=True):
+            var.assign(value)
+        return True
 
+    # ----------------------------------------------------------------- training
     def validate(self) -> dict[str, float]:
         """Validation loss and SI-SDR improvement (dB) on the fixed validation pairs."""
-        import tensorflow as tf
+        from keras import ops
 
         from histdenoise.metrics import si_sdr_db
         from histdenoise.stft import from_channels, istft, stft, to_channels
@@ -245,9 +312,9 @@ class Trainer:
         for noisy, clean, _ in self.validation:
             x = to_channels(stft(noisy, cfg))[None]
             y = to_channels(stft(clean, cfg))[None]
-            s2, s1 = self.model(x, training=False)
-            losses.append(float(spectrogram_loss(tf.constant(y), s2, s1)[0]))
-            est = istft(from_channels(np.asarray(s2, np.float32)[0]), cfg)
+            s2, s1 = (ops.convert_to_numpy(o) for o in self.model(x, training=False))
+            losses.append(float(spectrogram_loss(y, s2, s1)[0]))
+            est = istft(from_channels(s2.astype(np.float32)[0]), cfg)
             ref = istft(from_channels(y[0]), cfg)
             nin = istft(from_channels(x[0]), cfg)
             inner = slice(cfg.n_fft, len(ref) - cfg.n_fft)
@@ -257,77 +324,80 @@ class Trainer:
             "val_si_sdr_improvement_db": float(np.mean(gains)),
         }
 
+    def _fit(self, first: int, count: int, bar, deadline: float) -> list[float]:
+        """``count`` optimiser steps from step ``first`` with Keras's ``fit``; returns the
+        loss of each step done (fewer when the deadline passes)."""
+        import keras
+
+        trainer, losses = self, []
+
+        class Steps(keras.utils.PyDataset):
+            def __len__(self):
+                return count
+
+            def __getitem__(self, i):
+                noisy, clean = trainer.stream.get(first + i)
+                return noisy, (clean, clean)
+
+        class PerStep(keras.callbacks.Callback):
+            def on_train_batch_begin(self, batch, logs=None):
+                trainer.optimizer.learning_rate.assign(
+                    learning_rate_at(trainer.config, first + batch))
+
+            def on_train_batch_end(self, batch, logs=None):
+                mean = float((logs or {}).get("loss", np.nan))  # running mean of the epoch
+                losses.append(mean * (batch + 1) - sum(losses))
+                bar.update(1)
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+                if deadline and time.monotonic() > deadline:
+                    self.model.stop_training = True
+
+        self.model.fit(Steps(), epochs=1, verbose=0, callbacks=[PerStep()], shuffle=False)
+        return losses
+
     def run(self) -> dict:
         """Train until ``steps`` or ``max_minutes``; returns the last validation figures."""
         from tqdm.auto import tqdm
 
         cfg = self.config
-        ds = self.strategy.experimental_distribute_dataset(
-            make_dataset(self.train_source, cfg.batch_size)
-        )
         start_time = time.monotonic()
-        start_step = int(self.step.numpy())
+        deadline = start_time + 60 * cfg.max_minutes if cfg.max_minutes else 0.0
+        start_step = self.step
         history = self.run_dir / "history.csv"
-        last = {}
-        window = []
-        it = iter(ds)
-        with (
-            tqdm(
-                total=cfg.steps,
-                initial=start_step,
-                unit="step",
-                desc="train",
-                disable=not self.progress,
-            ) as bar,
-            self.writer.as_default(),
-        ):
-            while int(self.step.numpy()) < cfg.steps:
-                noisy, clean = next(it)
-                self.optimizer.learning_rate.assign(learning_rate_at(cfg, int(self.step.numpy())))
-                loss = float(self._train_step(noisy, clean))
-                self.step.assign_add(1)
-                step = int(self.step.numpy())
-                window.append(loss)
-                bar.update(1)
-                bar.set_postfix(loss=f"{np.mean(window[-50:]):.4f}")
-                import tensorflow as tf
-
-                tf.summary.scalar("loss", loss, step=step)
-                out_of_time = cfg.max_minutes and (
-                    time.monotonic() - start_time > 60 * cfg.max_minutes
-                )
-                if step % cfg.validate_every == 0 or step == cfg.steps or out_of_time:
-                    last = {
-                        "step": step,
-                        "train_loss": float(np.mean(window)),
-                        **self.validate(),
-                        "minutes": round((time.monotonic() - start_time) / 60, 2),
-                    }
-                    window = []
-                    for k, v in last.items():
-                        if k != "step":
-                            tf.summary.scalar(k, v, step=step)
-                    self.manager.save(checkpoint_number=step)
-                    _append_row(history, last)
-                    bar.write(json.dumps(last))
+        last: dict = {"step": start_step}
+        with tqdm(total=cfg.steps, initial=start_step, unit="step", desc="train",
+                  disable=not self.progress) as bar:
+            while self.step < cfg.steps:
+                step = self.step
+                count = min(cfg.validate_every - step % cfg.validate_every, cfg.steps - step)
+                losses = self._fit(step, count, bar, deadline)
+                out_of_time = bool(deadline) and time.monotonic() > deadline
+                last = {
+                    "step": self.step,
+                    "train_loss": float(np.mean(losses)) if losses else float("nan"),
+                    **self.validate(),
+                    "minutes": round((time.monotonic() - start_time) / 60, 2),
+                }
+                self.save()
+                _append_row(history, last)
+                _log_scalars(self.run_dir / "logs", last)
+                bar.write(json.dumps(last))
                 if out_of_time:
                     break
-        done = int(self.step.numpy()) >= cfg.steps
-        last["finished"] = done
-        last["steps_this_run"] = int(self.step.numpy()) - start_step
+        self.stream.close()
+        last["finished"] = self.step >= cfg.steps
+        last["steps_this_run"] = self.step - start_step
         return last
 
     def export(self, folder: str | Path | None = None, metrics: dict | None = None) -> Path:
         """Write the trained network as a native checkpoint with a full model card."""
-        import keras
 
         from histdenoise.native import ModelCard, save_native
 
         folder = Path(folder) if folder else self.run_dir / "model"
         model = self.model
         if self.config.mixed_precision:  # export float32 weights
-            keras.mixed_precision.set_global_policy("float32")
-            model = build_network(self.config.network)
+            model = build_network(self.config.network, dtype="float32")
             model.set_weights(self.model.get_weights())
         card = ModelCard(
             name=self.config.name,
@@ -337,12 +407,26 @@ class Trainer:
             source=f"trained by histdenoise (run {self.run_dir.name})",
             training={
                 **self.config.to_dict(),
-                "steps_done": int(self.step.numpy()),
+                "steps_done": self.step,
+                "backend": self.backend,
                 "train_pieces": len(self.train_source.pieces),
+                "training_pieces": sorted(p.stem for p, _ in self.train_source.pieces),
             },
             metrics=metrics or {},
         )
         return save_native(model, folder, card, overwrite=True)
+
+
+def _log_scalars(folder: Path, row: dict) -> None:
+    """Write a history row to TensorBoard's event files, where TensorFlow is installed."""
+    try:
+        import tensorflow as tf
+    except ImportError:
+        return
+    with tf.summary.create_file_writer(str(folder)).as_default():
+        for k, v in row.items():
+            if k != "step":
+                tf.summary.scalar(k, v, step=row["step"])
 
 
 def _append_row(path: Path, row: dict) -> None:

@@ -57,12 +57,15 @@ class Hiss:
     modulation: tuple[float, float] = (0.0, 0.4)
 
     def render(self, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
-        spec = np.fft.rfft(rng.standard_normal(n))
-        f = np.fft.rfftfreq(n, 1.0 / sr)
-        f[0] = f[1] if n > 1 else 1.0
+        from scipy import fft
+
+        size = fft.next_fast_len(n, real=True)  # shaped at a fast FFT length, then cut
+        spec = fft.rfft(rng.standard_normal(size))
+        f = np.fft.rfftfreq(size, 1.0 / sr)
+        f[0] = f[1] if size > 1 else 1.0
         hi = min(_uniform(rng, self.highcut_hz), 0.45 * sr)
         shape = f ** (-0.5 * _uniform(rng, self.slope)) / np.sqrt(1 + (f / hi) ** 8)
-        x = np.fft.irfft(spec * shape, n)
+        x = fft.irfft(spec * shape, size)[:n]
         t = np.arange(n) / sr
         depth = _uniform(rng, self.modulation)
         x *= 1 + depth * np.sin(2 * np.pi * t / REVOLUTION_S + rng.uniform(0, 2 * np.pi))

@@ -27,16 +27,21 @@ FORMAT_VERSION = 1
 
 
 def software_versions() -> dict[str, str]:
-    """Versions of the software that wrote a checkpoint."""
+    """Versions of the software that wrote a checkpoint: histdenoise, Keras and its
+    backend (``keras_backend``, and that framework's version), NumPy, Python."""
+    import importlib
+
     import numpy as np
-    import tensorflow as tf
 
     from histdenoise import __version__
 
+    backend = keras.backend.backend()
+    module = {"torch": "torch"}.get(backend, backend)
     return {
         "histdenoise": __version__,
-        "tensorflow": tf.__version__,
         "keras": keras.__version__,
+        "keras_backend": backend,
+        backend: importlib.import_module(module).__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
     }

@@ -249,6 +249,10 @@ class Trainer:
                                        "training config's")
             self.model.set_weights(source.get_weights())
 
+    def close(self) -> None:
+        """Stop the batch workers (`run` may not be called afterwards)."""
+        self.stream.close()
+
     @property
     def step(self) -> int:
         return int(np.asarray(self.optimizer.iterations))
@@ -312,7 +316,7 @@ class Trainer:
         for noisy, clean, _ in self.validation:
             x = to_channels(stft(noisy, cfg))[None]
             y = to_channels(stft(clean, cfg))[None]
-            s2, s1 = (ops.convert_to_numpy(o) for o in self.model(x, training=False))
+            s2, s1 = (ops.convert_to_numpy(o) for o in self.model.predict_on_batch(x))
             losses.append(float(spectrogram_loss(y, s2, s1)[0]))
             est = istft(from_channels(s2.astype(np.float32)[0]), cfg)
             ref = istft(from_channels(y[0]), cfg)
@@ -384,7 +388,6 @@ class Trainer:
                 bar.write(json.dumps(last))
                 if out_of_time:
                     break
-        self.stream.close()
         last["finished"] = self.step >= cfg.steps
         last["steps_this_run"] = self.step - start_step
         return last
@@ -452,7 +455,10 @@ def read_history(run_dir: str | Path) -> list[dict]:
 def train(config: TrainConfig, progress: bool = True) -> tuple[dict, Path | None]:
     """Train (resuming if the run folder has a checkpoint); export the model when done."""
     trainer = Trainer(config, progress=progress)
-    result = trainer.run()
+    try:
+        result = trainer.run()
+    finally:
+        trainer.close()
     path = (
         trainer.export(metrics={k: v for k, v in result.items() if k.startswith("val_")})
         if result.get("finished")

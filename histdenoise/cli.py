@@ -333,23 +333,50 @@ def add_evaluate(sub) -> None:
     p.add_argument("model", help="registry name or checkpoint path")
     p.add_argument("testset", type=Path, help="test set folder, or corpus folder")
     p.add_argument("-o", "--out", type=Path, default=Path("evaluation"), help="results folder")
+    p.add_argument("--suite", choices=sorted(SUITE_NAMES), default="test",
+                   help="with a corpus folder: which test set to make (test: its test split "
+                   "under the training noise; types: each disturbance alone at 6 dB; harm: "
+                   "clean and acoustic-era music; heldout: the orchestral recordings under "
+                   "held-out noise settings)")
     p.add_argument("--no-baselines", action="store_true", help="skip noisereduce")
+    p.add_argument("--update-card", action="store_true",
+                   help="write the summary into the model card's metrics (a native model "
+                   "folder) as <suite>_<condition>_<snr>dB_<category> entries")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate)
 
 
+SUITE_NAMES = ("test", "types", "harm", "heldout")
+
+
 def cmd_evaluate(args) -> int:
-    from histdenoise.evaluate import build_testset, evaluate, format_table, save_results, summarise
+    from histdenoise.evaluate import (
+        SUITES,
+        build_testset,
+        evaluate,
+        format_levels,
+        format_table,
+        save_results,
+        summarise,
+        update_card,
+    )
 
     testset = args.testset
     if not (testset / "testset.csv").is_file() and (testset / "corpus.csv").is_file():
-        build_testset([str(testset)], args.out / "testset")
+        build_testset([str(testset)], args.out / "testset", SUITES[args.suite])
         testset = args.out / "testset"
     rows, info = evaluate(
         args.model, testset, baselines=not args.no_baselines, progress=not args.quiet
     )
     paths = save_results(rows, info, args.out)
-    print(format_table(summarise(rows)))
+    summary = summarise(rows)
+    for condition in dict.fromkeys(s["condition"] for s in summary):
+        if not condition.startswith("clean"):
+            print(f"{condition}:\n{format_table(summary, 'all', condition)}")
+    print(format_levels(summary))
+    if args.update_card:
+        card = update_card(args.model, summary, args.suite)
+        print(f"metrics written to {card}")
     print(f"results: {paths['table']}, {paths['plot']}")
     return 0
 

@@ -1,11 +1,16 @@
 """Evaluation on held-out pieces: SNR and SI-SDR improvement per input SNR and category.
 
 A test set is a folder with ``testset.csv`` (``noisy``, ``clean``, ``snr_db``,
-``category``, ``piece``) and the audio it lists. `build_testset` makes one from the test
-split of a corpus (pieces never used in training) and noise drawn with seeds that
-training never uses. `evaluate` runs a model and the baselines (the untouched input,
-``noisereduce`` with the settings that score best on the set) and returns one row per
-example and method; `summarise` averages them.
+``category``, ``piece``, ``condition``) and the audio it lists. `build_testset` makes one
+from the test split of a corpus (pieces never used in training) and noise drawn with seeds
+that training never uses, under one or more conditions (`CONDITIONS`): the full noise
+mixture, each disturbance alone, clean music (do no harm), acoustic-era band-limited music
+with and without noise. `SUITES` names the sets the README reports, among them
+``heldout``: a whole source of music and a family of noise settings kept out of training.
+`evaluate` runs a model and the baselines (the untouched input, ``noisereduce`` with the
+settings that score best on the set) and returns one row per example and method, with
+SI-SDR/SNR improvement, output level and per-band level against the clean reference;
+`summarise` averages them.
 """
 
 from __future__ import annotations
@@ -21,6 +26,18 @@ from histdenoise.errors import HistdenoiseError
 from histdenoise.metrics import si_sdr_db, snr_db
 
 TEST_SNRS = (2.0, 6.0, 12.0)
+CLEAN_SNR = float("inf")
+"""The ``snr_db`` of an example with no noise added."""
+BANDS_HZ = ((20, 200), (200, 400), (400, 800), (800, 1600), (1600, 4000), (4000, 8000),
+            (8000, 20000))
+"""Bands of the per-band level comparison, Hz; 200 Hz - 4 kHz is the music band of an
+acoustic-era record."""
+MUSIC_BANDS = ((200, 400), (400, 800), (800, 1600), (1600, 4000))
+CONDITIONS = ("mixture", "hiss", "clicks", "crackle", "thumps", "hum", "rumble", "clean",
+              "clean-acoustic", "acoustic")
+"""What an example holds: ``mixture`` (every disturbance type, each with its probability),
+one type alone, ``clean`` (no noise), ``clean-acoustic`` (acoustic-era colouring, no
+noise) or ``acoustic`` (acoustic-era colouring plus the mixture)."""
 NOISE_SEED_OFFSET = 10_000_019
 """Test noise seeds start here; training and validation seeds stay far below."""
 
@@ -34,55 +51,131 @@ class TestsetConfig:
         excerpts_per_piece: excerpts taken from each test piece.
         seconds: excerpt length.
         seed: seed of excerpt positions and noise.
+        conditions: what the examples hold (`CONDITIONS`); clean ones once per excerpt.
+        splits: corpus splits the pieces come from.
+        categories: only these categories (all when empty).
+        noise: ``"training"`` (the simulator's defaults, as in training) or ``"heldout"``
+            (`heldout_noise`: settings outside every training range).
     """
 
     snrs: tuple[float, ...] = TEST_SNRS
     excerpts_per_piece: int = 2
     seconds: float = 6.0
     seed: int = 0
+    conditions: tuple[str, ...] = ("mixture",)
+    splits: tuple[str, ...] = ("test",)
+    categories: tuple[str, ...] = ()
+    noise: str = "training"
+
+
+def heldout_noise():
+    """A family of noise settings no training config of ours uses: 60 Hz mains hum (the
+    bundled model trains on 50 Hz only), browner hiss (slope 1.3-1.8; training 0.3-1.2),
+    and worn-record click rates (30-60 per second; training 1-25)."""
+    from histdenoise.degradations import Clicks, DegradationConfig, Hiss, Hum
+
+    return DegradationConfig(hiss=Hiss(slope=(1.3, 1.8)), clicks=Clicks(rate_hz=(30.0, 60.0)),
+                             hum=Hum(mains_hz=(60.0,)))
+
+
+SUITES = {
+    "test": TestsetConfig(excerpts_per_piece=3),
+    "types": TestsetConfig(snrs=(6.0,), excerpts_per_piece=2,
+                           conditions=("hiss", "clicks", "crackle", "thumps", "hum", "rumble")),
+    "harm": TestsetConfig(snrs=(6.0,), excerpts_per_piece=3,
+                          conditions=("clean", "clean-acoustic", "acoustic")),
+    "heldout": TestsetConfig(excerpts_per_piece=2, splits=("validation", "test"),
+                             categories=("orchestra",), noise="heldout"),
+}
+"""The test sets the README reports (``histdenoise evaluate --suite NAME``)."""
 
 
 def build_testset(corpus: list[str], out: str | Path, config: TestsetConfig | None = None) -> Path:
-    """Write a test set from the corpora's test split into ``out``; returns the csv path."""
+    """Write a test set from the corpora's chosen splits into ``out``; returns the csv path."""
     import soundfile as sf
 
     from histdenoise.data import DataConfig, ExampleSource
+    from histdenoise.degradations import RecordingChain, mix
 
     config = config or TestsetConfig()
+    unknown = set(config.conditions) - set(CONDITIONS)
+    if unknown:
+        raise HistdenoiseError(f"unknown test conditions {sorted(unknown)}; known: {CONDITIONS}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     frames = int(config.seconds * 44100 - 2048) // 512 + 1
-    data = DataConfig(corpus=list(corpus), segment_frames=frames)
-    source = ExampleSource(data, "test", seed=config.seed + NOISE_SEED_OFFSET)
+    data = DataConfig(corpus=list(corpus), segment_frames=frames,
+                      categories=list(config.categories))
+    pieces = []
+    for split in config.splits:
+        try:
+            pieces += ExampleSource(data, split).pieces
+        except HistdenoiseError:
+            continue
+    if not pieces:
+        raise HistdenoiseError(f"{', '.join(corpus)}: no pieces in splits {config.splits}"
+                               + (f" of {config.categories}" if config.categories else ""))
+    source = ExampleSource(data, _first_split(data, config.splits),
+                           seed=config.seed + NOISE_SEED_OFFSET)
+    if config.noise == "heldout":
+        source.degradations = heldout_noise()
+    elif config.noise != "training":
+        raise HistdenoiseError(f"unknown test noise {config.noise!r} (training, heldout)")
+    acoustic = RecordingChain(acoustic=1.0, electrical=0.0)
     rows = []
-    pieces = list(source.pieces)
     for p_idx, (path, category) in enumerate(pieces):
         source.pieces = [(path, category)]
         for e in range(config.excerpts_per_piece):
-            clean, _ = source.clean_segment()
-            for snr in config.snrs:
-                from histdenoise.degradations import mix
-
-                noisy, ref = mix(clean, source.noise_segment(), snr, 0.0)
-                stem = f"{p_idx:03d}_{e}_{snr:g}dB"
-                sf.write(out / f"{stem}_noisy.flac", noisy, 44100, subtype="PCM_24")
-                sf.write(out / f"{stem}_clean.flac", ref, 44100, subtype="PCM_24")
-                rows.append(
-                    {
-                        "noisy": f"{stem}_noisy.flac",
-                        "clean": f"{stem}_clean.flac",
-                        "snr_db": snr,
-                        "category": category,
-                        "piece": path.stem,
-                    }
-                )
-    source.pieces = pieces
+            music, _ = source.clean_segment()
+            coloured = acoustic.apply(music, 44100, source.rng)
+            for condition in config.conditions:
+                clean = coloured if "acoustic" in condition else music
+                if condition.startswith("clean"):
+                    cases = [(CLEAN_SNR, np.zeros_like(clean))]
+                else:
+                    degradations = source.degradations
+                    if condition not in ("mixture", "acoustic"):
+                        degradations = degradations.alone(condition)
+                    cases = []
+                    for snr in config.snrs:
+                        saved, source.degradations = source.degradations, degradations
+                        cases.append((snr, source.noise_segment()))
+                        source.degradations = saved
+                for snr, noise in cases:
+                    noisy, ref = mix(clean, noise, 0.0 if snr == CLEAN_SNR else snr, 0.0)
+                    stem = f"{p_idx:03d}_{e}_{condition}_{snr:g}dB"
+                    sf.write(out / f"{stem}_noisy.flac", noisy, 44100, subtype="PCM_24")
+                    sf.write(out / f"{stem}_clean.flac", ref, 44100, subtype="PCM_24")
+                    rows.append({"noisy": f"{stem}_noisy.flac", "clean": f"{stem}_clean.flac",
+                                 "snr_db": snr, "category": category, "piece": path.stem,
+                                 "condition": condition})
     table = out / "testset.csv"
     with open(table, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     return table
+
+
+def _first_split(data, splits) -> str:
+    """A split of ``splits`` that has pieces (the noise source needs one)."""
+    from histdenoise.data import ExampleSource
+
+    for split in splits:
+        try:
+            ExampleSource(data, split)
+            return split
+        except HistdenoiseError:
+            continue
+    return splits[0]
+
+
+def band_levels_db(x: np.ndarray, sr: int = 44100) -> np.ndarray:
+    """Level (dB) of ``x`` in each of `BANDS_HZ`, from one whole-signal power spectrum."""
+    spec = np.abs(np.fft.rfft(np.asarray(x, np.float64))) ** 2
+    f = np.fft.rfftfreq(len(x), 1.0 / sr)
+    return np.array([10 * np.log10(spec[(f >= lo) & (f < hi)].sum() + 1e-20)
+                     for lo, hi in BANDS_HZ])
 
 
 def read_testset(folder: str | Path) -> list[dict]:
@@ -144,11 +237,13 @@ def evaluate(
     rows = []
     for method, ests in outputs.items():
         for (it, noisy, clean), est in zip(pairs, ests, strict=True):
-            s_in, si_in = snr_db(noisy, clean), si_sdr_db(noisy, clean)
-            s_out, si_out = snr_db(est, clean), si_sdr_db(est, clean)
+            s_in, si_in = _capped(snr_db(noisy, clean)), _capped(si_sdr_db(noisy, clean))
+            s_out, si_out = _capped(snr_db(est, clean)), _capped(si_sdr_db(est, clean))
+            band = band_levels_db(est) - band_levels_db(clean)
             rows.append(
                 {
                     "method": method,
+                    "condition": it.get("condition") or "mixture",
                     "snr_db": float(it["snr_db"]),
                     "category": it["category"],
                     "piece": it["piece"],
@@ -156,9 +251,18 @@ def evaluate(
                     "si_sdr_out": si_out,
                     "snr_improvement": s_out - s_in,
                     "si_sdr_improvement": si_out - si_in,
+                    "level_db": float(10 * np.log10(
+                        (np.mean(np.square(est)) + 1e-20) / (np.mean(np.square(clean)) + 1e-20))),
+                    **{f"band_{lo}_{hi}_db": float(v) for (lo, hi), v in zip(BANDS_HZ, band,
+                                                                             strict=True)},
                 }
             )
     return rows, info
+
+
+def _capped(db: float, cap: float = 100.0) -> float:
+    """A dB figure capped at ``cap`` (a clean example scores infinite SI-SDR against itself)."""
+    return float(min(db, cap))
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -166,24 +270,32 @@ def summarise(rows: list[dict]) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         for cat in (r["category"], "all"):
-            groups.setdefault((r["method"], r["snr_db"], cat), []).append(r)
+            key = (r["method"], r.get("condition", "mixture"), r["snr_db"], cat)
+            groups.setdefault(key, []).append(r)
     out = []
-    for (method, snr, cat), rs in sorted(groups.items()):
+    for (method, condition, snr, cat), rs in sorted(groups.items()):
+        bands = [k for k in rs[0] if k.startswith("band_")]
         out.append(
             {
                 "method": method,
+                "condition": condition,
                 "snr_db": snr,
                 "category": cat,
                 "n": len(rs),
                 "snr_improvement": float(np.mean([r["snr_improvement"] for r in rs])),
                 "si_sdr_improvement": float(np.mean([r["si_sdr_improvement"] for r in rs])),
+                "si_sdr_out_median": float(np.median([r["si_sdr_out"] for r in rs])),
+                "level_db": float(np.mean([r["level_db"] for r in rs])) if "level_db" in rs[0]
+                else float("nan"),
+                **{b: float(np.mean([r[b] for r in rs])) for b in bands},
             }
         )
     return out
 
 
-def format_table(summary: list[dict], category: str = "all") -> str:
+def format_table(summary: list[dict], category: str = "all", condition: str = "mixture") -> str:
     """A Markdown table: rows methods, columns input SNR, cells SI-SDR / SNR improvement."""
+    summary = [s for s in summary if s.get("condition", "mixture") == condition]
     snrs = sorted({s["snr_db"] for s in summary})
     methods = list(dict.fromkeys(s["method"] for s in summary))
     cell = {(s["method"], s["snr_db"]): s for s in summary if s["category"] == category}
@@ -198,6 +310,23 @@ def format_table(summary: list[dict], category: str = "all") -> str:
         mean = np.mean([v["si_sdr_improvement"] for v in vals if v])
         lines.append(f"| {m} | " + " | ".join(text) + f" | {mean:+.2f} |")
     return "\n".join(lines)
+
+
+def format_levels(summary: list[dict], method: str = "model") -> str:
+    """A Markdown table per condition: median SI-SDR of the output, its level and its
+    level per band, each against the clean reference (dB)."""
+    rows = [s for s in summary if s["method"] == method and s["category"] == "all"]
+    if not rows:
+        return ""
+    bands = [k for k in rows[0] if k.startswith("band_")]
+    names = [b[5:-3].replace("_", "-") + " Hz" for b in bands]
+    lines = ["| condition | input SNR | median SI-SDR | level | " + " | ".join(names) + " |",
+             "|---" * (len(bands) + 4) + "|"]
+    for s in rows:
+        lines.append(f"| {s['condition']} | {s['snr_db']:g} | {s['si_sdr_out_median']:.1f} | "
+                     f"{s['level_db']:+.2f} | " + " | ".join(f"{s[b]:+.2f}" for b in bands)
+                     + " |")
+    return "\n".join(lines) + "\n"
 
 
 def save_results(rows: list[dict], info: dict, out: str | Path) -> dict[str, Path]:
@@ -219,10 +348,65 @@ def save_results(rows: list[dict], info: dict, out: str | Path) -> dict[str, Pat
         writer.writerows(rows)
     paths["summary"].write_text(json.dumps({"info": info, "summary": summary}, indent=2))
     cats = sorted({s["category"] for s in summary} - {"all"})
-    text = "## All categories\n\n" + format_table(summary) + "\n"
-    for c in cats:
-        text += f"\n## {c}\n\n" + format_table(summary, c) + "\n"
+    conditions = list(dict.fromkeys(s["condition"] for s in summary))
+    text = ""
+    for cond in conditions:
+        if cond.startswith("clean"):
+            continue
+        text += f"## {cond}: all categories\n\n" + format_table(summary, "all", cond) + "\n"
+        if cond == "mixture":
+            for c in cats:
+                text += f"\n## {cond}: {c}\n\n" + format_table(summary, c, cond) + "\n"
+        text += "\n"
+    text += "## Levels against the clean reference (dB; model)\n\n" + format_levels(summary)
     paths["table"].write_text(text)
-    fig = plot_improvements(summary)
+    fig = plot_improvements([s for s in summary if s["condition"] == conditions[0]])
     fig.savefig(paths["plot"], dpi=120, bbox_inches="tight")
     return paths
+
+
+def card_metrics(summary: list[dict], suite: str) -> dict[str, float]:
+    """Model-card entries for a summary: ``<suite>_<condition>_<snr>dB_<category>`` ->
+    SI-SDR improvement (dB, rounded to 0.01), plus ``..._median_si_sdr`` and ``..._level``
+    for clean conditions and ``..._band_<lo>_<hi>`` levels for acoustic ones."""
+    out: dict[str, float] = {}
+    for s in summary:
+        if s["method"] != "model":
+            continue
+        snr = "clean" if s["snr_db"] == CLEAN_SNR else f"{s['snr_db']:g}dB"
+        key = f"{suite}_{s['condition']}_{snr}_{s['category']}"
+        if s["condition"].startswith("clean"):
+            out[f"{key}_median_si_sdr"] = round(s["si_sdr_out_median"], 2)
+            out[f"{key}_level"] = round(s["level_db"], 2)
+        else:
+            out[key] = round(s["si_sdr_improvement"], 2)
+        if "acoustic" in s["condition"] and s["category"] == "all":
+            for b in (k for k in s if k.startswith("band_")):
+                out[f"{key}_{b[:-3]}"] = round(s[b], 2)
+    nr = {(s["condition"], s["snr_db"]): s["si_sdr_improvement"] for s in summary
+          if s["method"] == "noisereduce" and s["category"] == "all"}
+    for (condition, snr), value in nr.items():
+        out[f"{suite}_{condition}_{snr:g}dB_all_noisereduce"] = round(value, 2)
+    return out
+
+
+def update_card(model: str | Path, summary: list[dict], suite: str) -> Path:
+    """Write `card_metrics` into the ``metrics`` of a native model folder's card (replacing
+    that suite's earlier entries); returns the card's path."""
+    path = Path(model) / "model.json"
+    if not path.is_file():
+        raise HistdenoiseError(f"{model}: --update-card needs a native model folder "
+                               "(with model.json)")
+    card = json.loads(path.read_text(encoding="utf-8"))
+    metrics = card.get("metrics") or {}
+    if isinstance(metrics, str):  # cards written before metrics were a mapping
+        import ast
+
+        metrics = ast.literal_eval(metrics)
+    metrics = {k: v for k, v in metrics.items() if not k.startswith(f"{suite}_")}
+    metrics.update(card_metrics(summary, suite))
+    card["metrics"] = metrics
+    tmp = path.with_name(".model.json.tmp")
+    tmp.write_text(json.dumps(card, indent=1), encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -398,10 +398,10 @@ class Trainer:
         from histdenoise.native import ModelCard, save_native
 
         folder = Path(folder) if folder else self.run_dir / "model"
-        model = self.model
-        if self.config.mixed_precision:  # export float32 weights
-            model = build_network(self.config.network, dtype="float32")
-            model.set_weights(self.model.get_weights())
+        # A fresh float32 network: the trained one is compiled (its weights file would
+        # carry the optimiser state, three times the size) and may be mixed precision.
+        model = build_network(self.config.network, dtype="float32")
+        model.set_weights(self.model.get_weights())
         card = ModelCard(
             name=self.config.name,
             config=self.config.network,

@@ -17,10 +17,8 @@ from histdenoise.training import TrainConfig, Trainer, learning_rate_at, train
 TINY = NetworkConfig(channels=(4, 8, 8), depth=2, dense_layers=1)
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """A four-piece corpus: two training pieces, one validation, one test."""
-    root = tmp_path_factory.mktemp("corpus")
+def tiny_corpus(root):
+    """A four-piece corpus in ``root``: two training pieces, one validation, one test."""
     rows = []
     t = np.arange(44100 * 4) / 44100
     for i, split in enumerate(["train", "train", "validation", "test"]):
@@ -41,6 +39,11 @@ def corpus(tmp_path_factory):
         writer.writeheader()
         writer.writerows(rows)
     return root
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return tiny_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 def test_examples_follow_the_split_and_the_mixing(corpus):
@@ -226,3 +229,57 @@ def test_init_from_a_model(corpus, sentinel, tmp_path):
     wrong.network = NetworkConfig(channels=(4, 8, 8, 8), depth=3, dense_layers=1)
     with pytest.raises(HistdenoiseError, match="network config differs"):
         Trainer(wrong, progress=False)
+
+
+def test_testset_conditions_levels_and_card_update(corpus, sentinel, tmp_path):
+    """Clean, single-disturbance and acoustic-era examples; per-band levels; card metrics."""
+    import shutil
+
+    from histdenoise.evaluate import (
+        CLEAN_SNR,
+        TestsetConfig,
+        build_testset,
+        evaluate,
+        summarise,
+        update_card,
+    )
+
+    ts = TestsetConfig(snrs=(6.0,), excerpts_per_piece=1, seconds=1.0,
+                       conditions=("clean", "hum", "acoustic", "clean-acoustic"))
+    table = build_testset([str(corpus)], tmp_path / "ts", ts)
+    rows = list(csv.DictReader(table.read_text().splitlines()))
+    assert [(r["condition"], float(r["snr_db"])) for r in rows] == [
+        ("clean", CLEAN_SNR), ("hum", 6.0), ("acoustic", 6.0), ("clean-acoustic", CLEAN_SNR)]
+    clean = sf.read(tmp_path / "ts" / rows[0]["clean"])[0]
+    np.testing.assert_array_equal(sf.read(tmp_path / "ts" / rows[0]["noisy"])[0], clean)
+    hum = sf.read(tmp_path / "ts" / rows[1]["noisy"])[0] - sf.read(
+        tmp_path / "ts" / rows[1]["clean"])[0]
+    spectrum = np.abs(np.fft.rfft(hum))
+    assert np.argmax(spectrum) / 1.0 in (50.0, 60.0, 100.0, 120.0)  # 1-s excerpt: 1 Hz bins
+    results, _ = evaluate(sentinel, tmp_path / "ts", baselines=False, progress=False)
+    inputs = {r["condition"]: r for r in results if r["method"] == "input"}
+    assert inputs["clean"]["si_sdr_out"] == 100.0 and inputs["clean"]["level_db"] == 0.0
+    assert inputs["hum"]["snr_out"] == pytest.approx(6.0, abs=0.05)
+    assert abs(inputs["hum"]["band_20_200_db"]) > 1.0  # the hum sits below 200 Hz
+    summary = summarise(results)
+    folder = tmp_path / "model"
+    shutil.copytree(sentinel, folder)
+    update_card(folder, summary, "harm")
+    metrics = json.loads((folder / "model.json").read_text())["metrics"]
+    assert "harm_clean_clean_all_median_si_sdr" in metrics
+    assert "harm_acoustic_6dB_all_band_200_400" in metrics
+    assert "harm_hum_6dB_all" in metrics
+
+
+def test_recording_chain_band_limits_the_music():
+    from histdenoise.degradations import RecordingChain
+    from histdenoise.evaluate import band_levels_db
+
+    x = np.random.default_rng(0).standard_normal(44100)
+    chain = RecordingChain(acoustic=1.0, electrical=0.0)
+    y = chain.apply(x, 44100, np.random.default_rng(1))
+    change = band_levels_db(y) - band_levels_db(x)  # bands: <200, 200-400, ..., 8k-20k Hz
+    assert change[0] < -8 and change[-1] < -30  # below 200 Hz and above 8 kHz: gone
+    assert -6 < change[3] < 12  # 800-1600 Hz: kept (resonances may lift it)
+    assert np.array_equal(RecordingChain(acoustic=0.0, electrical=0.0).apply(
+        x, 44100, np.random.default_rng(1)), x.astype(np.float32))

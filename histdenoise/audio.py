@@ -119,7 +119,7 @@ def probe(path: str | Path) -> AudioInfo:
     except OSError as exc:
         from histdenoise.files import os_error_cause
 
-        raise AudioError(f"{path}: cannot open ({os_error_cause(exc)})") from None
+        raise AudioError(f"{path}: cannot open: {os_error_cause(exc)}") from None
     try:
         info = sf.info(str(path))
     except Exception as exc:  # libsndfile reports several error types
@@ -503,7 +503,7 @@ class AtomicWriter:
             )
         except (OSError, sf.SoundFileError) as exc:
             self._discard()
-            raise OutputError(f"{self.path}: cannot write ({os_error_cause(exc)})") from None
+            raise OutputError(f"{self.path}: cannot write: {os_error_cause(exc)}") from None
 
     def _fail(self, exc: BaseException) -> OutputError:
         from histdenoise.files import os_error_cause
@@ -511,7 +511,7 @@ class AtomicWriter:
         detail = _sf_detail(self._file, exc) if self._file is not None else str(exc)
         cause = os_error_cause(exc if isinstance(exc, OSError) else RuntimeError(detail))
         self._discard()
-        return OutputError(f"{self.path}: cannot write ({cause})")
+        return OutputError(f"{self.path}: cannot write: {cause}")
 
     def write(self, block: np.ndarray) -> None:
         """Write (channels, samples)."""
@@ -535,8 +535,8 @@ class AtomicWriter:
         if got != self.frames:
             self._discard()
             raise OutputError(
-                f"{self.path}: cannot write (only {got} of {self.frames} samples reached "
-                "the disk; disk full?)"
+                f"{self.path}: cannot write: only {got} of {self.frames} samples reached "
+                "the disk (disk full?)"
             )
 
     def commit(self) -> None:

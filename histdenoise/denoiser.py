@@ -365,7 +365,7 @@ class Denoiser:
                 try:
                     os.replace(tmp_report, rep_path)
                 except OSError as exc:
-                    raise OutputError(f"{rep_path}: cannot write ({os_error_cause(exc)})") from None
+                    raise OutputError(f"{rep_path}: cannot write: {os_error_cause(exc)}") from None
         finally:
             with contextlib.suppress(OSError):
                 tmp_report.unlink(missing_ok=True)
@@ -374,7 +374,6 @@ class Denoiser:
             warnings.append(
                 f"{path}: truncated: the header declares {truncated['declared_seconds']:.3f} s, "
                 f"the file holds {truncated['real_seconds']:.3f} s; processed as far as it goes"
-                + (f" ({truncated['reason']})" if truncated.get("reason") else "")
             )
         return FileResult(path, den_path, rem_path, rep_path, report, warnings)
 
@@ -435,7 +434,8 @@ class Denoiser:
 
 
 def _truncation(info: AudioInfo, state: ReadState) -> dict | None:
-    """``{"declared_seconds", "real_seconds"[, "reason"]}`` when the input ended early."""
+    """``{"declared_seconds", "real_seconds"[, "decoder_message"]}`` when the input ended
+    early."""
     declared = max(info.frames, info.declared_frames or 0)
     if not state.ended_early and not info.truncated:
         return None
@@ -446,7 +446,7 @@ def _truncation(info: AudioInfo, state: ReadState) -> dict | None:
         "real_seconds": round(state.frames / info.samplerate, 6),
     }
     if state.reason:
-        out["reason"] = state.reason
+        out["decoder_message"] = state.reason
     return out
 
 
@@ -483,11 +483,11 @@ def make_folder(folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
         raise OutputError(
-            f"{folder}: cannot create the output folder (a file has that name)"
+            f"{folder}: cannot create the output folder: a file has that name"
         ) from None
     except OSError as exc:
         raise OutputError(
-            f"{folder}: cannot create the output folder ({os_error_cause(exc)})"
+            f"{folder}: cannot create the output folder: {os_error_cause(exc)}"
         ) from None
 
 
@@ -495,14 +495,14 @@ def _write_text(tmp: Path, final: Path, text: str) -> None:
     try:
         tmp.write_text(text, encoding="utf-8")
     except OSError as exc:
-        raise OutputError(f"{final}: cannot write ({os_error_cause(exc)})") from None
+        raise OutputError(f"{final}: cannot write: {os_error_cause(exc)}") from None
 
 
 def _unlink_output(path: Path) -> None:
     try:
         path.unlink(missing_ok=True)
     except OSError as exc:
-        raise OutputError(f"{path}: cannot replace ({os_error_cause(exc)})") from None
+        raise OutputError(f"{path}: cannot replace: {os_error_cause(exc)}") from None
 
 
 def _apply_strength(x: np.ndarray, y: np.ndarray, strength: float) -> np.ndarray:

@@ -336,8 +336,20 @@ def denoise_files(
             denoiser = Denoiser(denoiser)
     except HistdenoiseError as exc:
         return [], [first_line(exc)]
+    from histdenoise.batch import Job
+    from histdenoise.plan import plan_run
+
     settings = DenoiseSettings(strength=strength, mono=mono)
-    for path in paths:
+    jobs = [Job(Path(p)) for p in paths]
+    plan = plan_run(jobs, Path(out_dir))
+    if plan.clashes:  # e.g. a.wav and a.flac uploaded together: name by the whole name
+        plan = plan_run(jobs, Path(out_dir), keep_extension=True)
+    problems += plan.errors + plan.clashes
+    planned = {id(f.job): f.outputs for f in plan.files} if not plan.clashes else {}
+    for job in jobs:
+        if id(job) not in planned:
+            continue
+        path = job.path
         bar = None
         callback = progress
         if callback is None:
@@ -350,7 +362,8 @@ def denoise_files(
 
         try:
             results.append(denoiser.denoise_file(path, out_dir, settings=settings,
-                                                 overwrite=True, progress=callback))
+                                                 overwrite=True, progress=callback,
+                                                 outputs=planned[id(job)]))
         except (HistdenoiseError, OSError) as exc:
             problems.append(first_line(exc))
         finally:

@@ -471,7 +471,12 @@ def add_download(sub) -> None:
     )
     p.add_argument("name", help="model name (see `histdenoise models`)")
     p.add_argument("--file", type=Path, help="install this already downloaded archive instead")
-    p.add_argument("--force", action="store_true", help="download again even if cached")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="download again even if cached, and accept an archive that differs from the "
+        "one pinned on first use",
+    )
     p.add_argument("--registry", type=Path, help="registry file (default: the shipped one)")
     p.add_argument("--retries", type=int, default=5, help="retries after transient errors")
     p.add_argument("--timeout", type=float, default=30.0, help="network timeout, seconds")
@@ -488,7 +493,7 @@ def cmd_download(args) -> int:
         print(f"{entry.name} is shipped with histdenoise: {entry.local_path()}")
         return 0
     if args.file:
-        folder = install_archive(entry, args.file)
+        folder = install_archive(entry, args.file, force=args.force)
     else:
         options = DownloadOptions(
             retries=args.retries, timeout=args.timeout, progress=not args.quiet

@@ -159,8 +159,10 @@ def _unit_float(text: str) -> float:
 EXIT_CLASH = 2
 
 
-class Terminated(Exception):
-    """SIGTERM arrived: raised in the main thread so that temporary files are removed."""
+class Terminated(BaseException):
+    """SIGTERM arrived: raised in the main thread so that temporary files are removed; a
+    BaseException (like KeyboardInterrupt), so that no ``except Exception`` takes it for
+    a failure of the file at hand."""
 
 
 def _on_sigterm(signum, frame) -> None:
@@ -175,7 +177,7 @@ def cmd_denoise(args) -> int:
     from histdenoise.batch import collect
     from histdenoise.denoiser import SECONDS_BAR, Denoiser, DenoiseSettings
     from histdenoise.engine import ChunkConfig
-    from histdenoise.files import os_error_line, temporaries
+    from histdenoise.files import os_error_line, remove_stale_temporaries, temporaries
     from histdenoise.plan import plan_run
 
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -207,6 +209,8 @@ def cmd_denoise(args) -> int:
             skipped += 1
             continue
         todo.append(item)
+        for p in item.outputs:  # left by killed runs: gone before anything else happens
+            remove_stale_temporaries(p)
     done = 0
     try:
         if todo:

@@ -106,7 +106,7 @@ def test_float_split_is_bit_exact_on_realistic_audio():
         d, r, bad = split_exact(x.astype(dt), target, OutputFormat("WAV", subtype, ".wav"))
         assert d.dtype == r.dtype == dt
         assert_sum(d, r, x.astype(dt), inexact=bad)
-        assert bad < 0.01 * x.size, bad  # measured: 0.5 % for FLOAT, 0.005 % for DOUBLE
+        assert bad < 0.01 * x.size, bad  # this synthetic case; music: README, Exactness
         assert np.max(np.abs(d - target)) < 1e-6
 
 

@@ -234,6 +234,21 @@ def test_long_names(run, tmp_path):
     assert temporaries(tmp_path) == []
 
 
+def test_input_vanished_mid_batch(sentinel_onnx, tmp_path):
+    first = write(tmp_path / "a long.wav", seconds=20.0)
+    second = write(tmp_path / "b.wav")
+    out = tmp_path / "out"
+    proc = subprocess.Popen(command(sentinel_onnx, first, second, "-o", out),
+                            stderr=subprocess.PIPE, text=True)
+    assert _wait_for_temporary(out, proc), "no temporary file seen"
+    second.unlink()  # while the first file is being denoised
+    err = proc.communicate(timeout=600)[1]
+    assert proc.returncode == 1
+    assert f"histdenoise: error: {second}: no such file" in err
+    assert "1 denoised, 0 skipped, 1 failed" in err
+    assert files(out) == ["a long_denoised.wav", "a long_report.json", "a long_residual.wav"]
+
+
 # --------------------------------------------------------------------------- killed runs
 def _wait_for_temporary(folder: Path, proc, timeout=120.0) -> bool:
     end = time.monotonic() + timeout
@@ -246,7 +261,7 @@ def _wait_for_temporary(folder: Path, proc, timeout=120.0) -> bool:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_killed_run_leaves_no_temporaries_for_long(sentinel_onnx, tmp_path, sig):
-    src = write(tmp_path / "long.wav", seconds=120.0, channels=2)
+    src = write(tmp_path / "long.wav", seconds=20.0, channels=2)
     out = tmp_path / "out"
     proc = subprocess.Popen(command(sentinel_onnx, src, "-o", out), stderr=subprocess.PIPE,
                             text=True)

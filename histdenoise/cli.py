@@ -140,6 +140,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _whole_number(text: str) -> int:
+    return _number(text, int, "a whole number")
+
+
+def _count(text: str) -> int:
+    value = _number(text, int, "a whole number from 0")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0, got {value}")
+    return value
+
+
 def _chunk_frames(text: str) -> int:
     meaning = "a multiple of 64 from 128 (STFT frames)"
     value = _number(text, int, meaning)
@@ -339,7 +350,9 @@ def add_build_corpus(sub) -> None:
     p.add_argument(
         "--no-orchestra", action="store_true", help="leave out the Wesnoth orchestral recordings"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of piece choice and humanisation")
+    p.add_argument(
+        "--seed", type=_whole_number, default=0, help="seed of piece choice and humanisation"
+    )
     p.add_argument("--workers", type=_positive_int, default=2, help="parallel renderers")
     p.add_argument(
         "--max-seconds",
@@ -387,7 +400,7 @@ def add_train(sub) -> None:
     p.add_argument("config", type=Path, help="training config (JSON)")
     p.add_argument("--run-dir", type=Path, help="override the config's run folder")
     p.add_argument("--steps", type=_positive_int, help="override the total steps")
-    p.add_argument("--max-minutes", type=float, help="stop (resumably) after this long")
+    p.add_argument("--max-minutes", type=_positive_float, help="stop (resumably) after this long")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -482,8 +495,8 @@ def add_download(sub) -> None:
         "one pinned on first use",
     )
     p.add_argument("--registry", type=Path, help="registry file (default: the shipped one)")
-    p.add_argument("--retries", type=int, default=5, help="retries after transient errors")
-    p.add_argument("--timeout", type=float, default=30.0, help="network timeout, seconds")
+    p.add_argument("--retries", type=_count, default=5, help="retries after transient errors")
+    p.add_argument("--timeout", type=_positive_float, default=30.0, help="network timeout, seconds")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_download)
 

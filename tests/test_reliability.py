@@ -393,3 +393,19 @@ def test_report_paths_are_relative_to_the_report(run, tmp_path, monkeypatch):
     assert report["residual"] == "side A_residual.wav"
     text = report_path.read_text()
     assert "removed" not in text and "denoised_plus_residual_equals_input" in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["download", "x", "--retries", "many"], "--retries: expected a whole number from 0"),
+        (["download", "x", "--timeout", "-1"], "--timeout: expected a number above 0, got -1"),
+        (["train", "c.json", "--max-minutes", "soon"], "--max-minutes: expected a number above"),
+        (["build-corpus", "o", "--seed", "s"], "--seed: expected a whole number, got 's'"),
+    ],
+)
+def test_other_commands_argument_errors_read_as_meaning(argv, says, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and says in err and "invalid" not in err

@@ -27,8 +27,9 @@ def add_denoise(sub) -> None:
         description="Denoise audio files or folders of them. For each input writes "
         "<stem>_denoised.<ext> (the cleaned recording), <stem>_residual.<ext> (exactly what "
         "was removed: denoised + residual == input) and <stem>_report.json, beside the "
-        "input or in OUTDIR. One failing file does not stop the others; the exit code is "
-        "1 if any failed.",
+        "input or in OUTDIR. The run is planned first: if two inputs would write the same "
+        "output, or an output is an input, nothing is written and the exit code is 2. One "
+        "failing file does not stop the others; the exit code is 1 if any failed.",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders")
     p.add_argument(

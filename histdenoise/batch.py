@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from histdenoise.audio import AUDIO_EXTENSIONS
+from histdenoise.audio import AUDIO_EXTENSIONS, special_file
 
 OUTPUT_SUFFIXES = ("_denoised", "_residual")
 """Stems ending like this are our own outputs and are not picked up from folders."""
@@ -54,7 +54,8 @@ def collect(paths: list[str | Path], recursive: bool = False) -> tuple[list[Job]
             found = [Job(path)]
         elif path.is_dir():
             pattern = "**/*" if recursive else "*"
-            files = sorted(p for p in path.glob(pattern) if p.is_file() and is_audio_name(p))
+            # FIFOs, dangling links and the like are taken too: `probe` says what they are
+            files = sorted(p for p in path.glob(pattern) if is_audio_name(p) and not p.is_dir())
             found = [Job(p, p.parent.relative_to(path)) for p in files]
             if not found:
                 where = "or its subfolders " if recursive else ""
@@ -63,6 +64,8 @@ def collect(paths: list[str | Path], recursive: bool = False) -> tuple[list[Job]
                     f"{path}: no audio files in this folder {where}"
                     f"({', '.join(AUDIO_EXTENSIONS)}){hint}"
                 )
+        elif special_file(path):
+            found = [Job(path)]  # `probe` says what it is
         else:
             errors.append(f"{path}: no such file or folder")
             found = []

@@ -27,8 +27,9 @@ def add_denoise(sub) -> None:
         description="Denoise audio files or folders of them. For each input writes "
         "<stem>_denoised.<ext> (the cleaned recording), <stem>_residual.<ext> (exactly what "
         "was removed: denoised + residual == input) and <stem>_report.json, beside the "
-        "input or in OUTDIR. One failing file does not stop the others; the exit code is "
-        "1 if any failed.",
+        "input or in OUTDIR. The run is planned first: if two inputs would write the same "
+        "output, or an output is an input, nothing is written and the exit code is 2. One "
+        "failing file does not stop the others; the exit code is 1 if any failed.",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders")
     p.add_argument(
@@ -72,6 +73,12 @@ def add_denoise(sub) -> None:
     )
     exist.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument(
+        "--keep-extension",
+        action="store_true",
+        help="name outputs after the whole input name (a.flac_denoised.flac, "
+        "a.flac_report.json), so that a.wav and a.flac in one folder do not clash",
+    )
+    p.add_argument(
         "--batch-size",
         type=_positive_int,
         default=1,
@@ -94,13 +101,14 @@ def add_denoise(sub) -> None:
         type=_unit_float,
         default=1.0,
         metavar="S",
-        help="0..1: output = input - S * removed",
+        help="0..1: output = input - S * residual",
     )
     p.add_argument(
         "--format",
         default=None,
         metavar="FMT",
-        help="output format: WAV, FLAC, OGG, MP3, AIFF, ... (default: the input's)",
+        help="output format: WAV, FLAC, OGG, MP3, AIFF, ... (default: the input's; FLAC or "
+        "WAV FLOAT for lossy or companded inputs: MP3, OGG, mu-law, A-law, ADPCM)",
     )
     p.add_argument(
         "--subtype",
@@ -112,117 +120,210 @@ def add_denoise(sub) -> None:
     p.set_defaults(func=cmd_denoise)
 
 
-def _positive_float(text: str) -> float:
+def _number(text: str, kind: type, meaning: str):
     try:
-        value = float(text)
+        return kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected {meaning}, got {text!r}") from None
+
+
+def _positive_float(text: str) -> float:
+    value = _number(text, float, "a number above 0")
     if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
     return value
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _number(text, int, "a whole number of at least 1")
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value}")
+    return value
+
+
+def _whole_number(text: str) -> int:
+    return _number(text, int, "a whole number")
+
+
+def _count(text: str) -> int:
+    value = _number(text, int, "a whole number from 0")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0, got {value}")
     return value
 
 
 def _chunk_frames(text: str) -> int:
-    value = int(text)
+    meaning = "a multiple of 64 from 128 (STFT frames)"
+    value = _number(text, int, meaning)
     if value < 128 or value % 64:
-        raise argparse.ArgumentTypeError(f"must be a multiple of 64 from 128, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {meaning}, got {value}")
     return value
 
 
 def _unit_float(text: str) -> float:
-    value = float(text)
+    meaning = "a number from 0 to 1"
+    value = _number(text, float, meaning)
     if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be within 0..1, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {meaning}, got {text}")
     return value
 
 
+EXIT_CLASH = 2
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: raised in the main thread so that temporary files are removed; a
+    BaseException (like KeyboardInterrupt), so that no ``except Exception`` takes it for
+    a failure of the file at hand."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
 def cmd_denoise(args) -> int:
+    import signal
+
     from tqdm.auto import tqdm
 
-    from histdenoise.audio import choose_output, probe
     from histdenoise.batch import collect
-    from histdenoise.denoiser import SECONDS_BAR, Denoiser, DenoiseSettings, output_paths
+    from histdenoise.denoiser import SECONDS_BAR, Denoiser, DenoiseSettings
     from histdenoise.engine import ChunkConfig
+    from histdenoise.files import os_error_line, remove_stale_temporaries, temporaries
+    from histdenoise.plan import plan_run
 
+    signal.signal(signal.SIGTERM, _on_sigterm)
     jobs, errors = collect(args.paths, recursive=args.recursive)
     for line in errors:
         _error(line)
     settings = DenoiseSettings(
         strength=args.strength, mono=args.mono, format=args.format, subtype=args.subtype
     )
+    plan = plan_run(jobs, args.out_dir, args.format, args.subtype, args.keep_extension)
+    if plan.clashes:
+        for line in plan.clashes:
+            _error(f"output clash: {line}")
+        print(
+            f"nothing written: {len(plan.clashes)} output clash"
+            f"{'es' if len(plan.clashes) > 1 else ''}",
+            file=sys.stderr,
+        )
+        return EXIT_CLASH
+    for line in plan.errors:
+        _error(line)
+    errors += plan.errors
     todo, skipped = [], 0
-    for job in jobs:
-        try:
-            info = probe(job.path)
-            fmt = choose_output(info, args.format, args.subtype)
-        except HistdenoiseError as exc:
-            errors.append(str(exc))
-            _error(str(exc))
-            continue
-        outs = output_paths(job.path, job.out_dir(args.out_dir), fmt.extension)
-        if args.skip_existing and all(p.exists() for p in outs):
+    for item in plan.files:
+        complete = all(p.exists() for p in item.outputs) and not any(
+            temporaries(p) for p in item.outputs
+        )
+        if args.skip_existing and complete:
             skipped += 1
             continue
-        todo.append((job, info))
+        todo.append(item)
+        for p in item.outputs:  # left by killed runs: gone before anything else happens
+            remove_stale_temporaries(p)
     done = 0
-    if todo:
-        denoiser = Denoiser(
-            args.model,
-            batch_size=args.batch_size,
-            chunk=ChunkConfig(frames=args.chunk_frames),
-            backend=args.backend,
-            precision=args.precision,
-            jit=args.jit,
-        )
-        total = sum(info.duration for _, info in todo)
-        with tqdm(
-            total=round(total, 1),
-            unit="s",
-            desc="all files",
-            disable=args.quiet,
-            position=0,
-            bar_format=SECONDS_BAR,
-        ) as overall:
-            for job, info in todo:
-                with tqdm(
-                    total=round(info.duration, 1),
-                    unit="s",
-                    desc=job.path.name[:30],
-                    disable=args.quiet,
-                    position=1,
-                    leave=False,
-                    bar_format=SECONDS_BAR,
-                ) as bar:
+    try:
+        if todo:
+            if args.backend == "tensorflow" and not getattr(args, "tf_log_explicit", True):
+                quiet_tensorflow()
+            denoiser = Denoiser(
+                args.model,
+                batch_size=args.batch_size,
+                chunk=ChunkConfig(frames=args.chunk_frames),
+                backend=args.backend,
+                precision=args.precision,
+                jit=args.jit,
+            )
+            total = sum(item.info.duration for item in todo)
+            with tqdm(
+                total=round(total, 1),
+                unit="s",
+                desc="all files",
+                disable=args.quiet,
+                position=0,
+                bar_format=SECONDS_BAR,
+            ) as overall:
+                for item in todo:
+                    with tqdm(
+                        total=round(item.info.duration, 1),
+                        unit="s",
+                        desc=item.job.path.name[:30],
+                        disable=args.quiet,
+                        position=1,
+                        leave=False,
+                        bar_format=SECONDS_BAR,
+                    ) as bar:
 
-                    def progress(sec, _total, bar=bar):
-                        bar.update(round(sec - bar.n, 1))
+                        def progress(sec, _total, bar=bar):
+                            bar.update(round(sec - bar.n, 1))
 
-                    try:
-                        denoiser.denoise_file(
-                            job.path,
-                            job.out_dir(args.out_dir),
-                            settings=settings,
-                            # replaces the incomplete leftovers of an interrupted run
-                            overwrite=args.overwrite or args.skip_existing,
-                            progress=progress,
-                        )
-                        done += 1
-                    except HistdenoiseError as exc:
-                        errors.append(str(exc))
-                        tqdm.write(f"histdenoise: error: {exc}", file=sys.stderr)
-                overall.update(round(info.duration, 1))
-    failed = len(errors)
-    print(f"{done} denoised, {skipped} skipped, {failed} failed", file=sys.stderr)
-    return EXIT_ERROR if failed else 0
+                        try:
+                            result = denoiser.denoise_file(
+                                item.job.path,
+                                settings=settings,
+                                # replaces the incomplete leftovers of an interrupted run
+                                overwrite=args.overwrite or args.skip_existing,
+                                progress=progress,
+                                outputs=item.outputs,
+                            )
+                            done += 1
+                            for line in result.warnings:
+                                tqdm.write(f"histdenoise: warning: {line}", file=sys.stderr)
+                        except (HistdenoiseError, OSError) as exc:
+                            line = str(exc) if isinstance(exc, HistdenoiseError) else (
+                                os_error_line(exc)
+                            )
+                            errors.append(line)
+                            tqdm.write(f"histdenoise: error: {line}", file=sys.stderr)
+                    overall.update(round(item.info.duration, 1))
+    except (KeyboardInterrupt, Terminated):
+        _summary(done, skipped, len(errors), " (interrupted)")
+        raise
+    _summary(done, skipped, len(errors))
+    return EXIT_ERROR if errors else 0
 
 
+def _summary(done: int, skipped: int, failed: int, note: str = "") -> None:
+    print(f"{done} denoised, {skipped} skipped, {failed} failed{note}", file=sys.stderr)
+
+
+_TF_NOISE = (
+    r"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\]"
+    r"|WARNING: All log messages before absl::InitializeLog\(\) is called)"
+)
+
+
+def quiet_tensorflow() -> None:
+    """Import TensorFlow without its start-up logging on stderr (absl, oneDNN, CUDA
+    probing), unless the user set ``TF_CPP_MIN_LOG_LEVEL``: those lines come from C++
+    before any setting applies, so stderr is caught while TensorFlow starts and only what
+    is not TensorFlow's own logging is passed on."""
+    import re
+    import tempfile
+
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+        except ImportError:
+            pass  # the backend says what is missing
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+        log.seek(0)
+        noise = re.compile(_TF_NOISE)
+        for line in log.read().decode("utf-8", "replace").splitlines():
+            if line.strip() and not noise.match(line):
+                print(line, file=sys.stderr)
 
 
 def _error(message: str) -> None:
@@ -250,7 +351,9 @@ def add_build_corpus(sub) -> None:
     p.add_argument(
         "--no-orchestra", action="store_true", help="leave out the Wesnoth orchestral recordings"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of piece choice and humanisation")
+    p.add_argument(
+        "--seed", type=_whole_number, default=0, help="seed of piece choice and humanisation"
+    )
     p.add_argument("--workers", type=_positive_int, default=2, help="parallel renderers")
     p.add_argument(
         "--max-seconds",
@@ -298,7 +401,7 @@ def add_train(sub) -> None:
     p.add_argument("config", type=Path, help="training config (JSON)")
     p.add_argument("--run-dir", type=Path, help="override the config's run folder")
     p.add_argument("--steps", type=_positive_int, help="override the total steps")
-    p.add_argument("--max-minutes", type=float, help="stop (resumably) after this long")
+    p.add_argument("--max-minutes", type=_positive_float, help="stop (resumably) after this long")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -413,10 +516,15 @@ def add_download(sub) -> None:
     )
     p.add_argument("name", help="model name (see `histdenoise models`)")
     p.add_argument("--file", type=Path, help="install this already downloaded archive instead")
-    p.add_argument("--force", action="store_true", help="download again even if cached")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="download again even if cached, and accept an archive that differs from the "
+        "one pinned on first use",
+    )
     p.add_argument("--registry", type=Path, help="registry file (default: the shipped one)")
-    p.add_argument("--retries", type=int, default=5, help="retries after transient errors")
-    p.add_argument("--timeout", type=float, default=30.0, help="network timeout, seconds")
+    p.add_argument("--retries", type=_count, default=5, help="retries after transient errors")
+    p.add_argument("--timeout", type=_positive_float, default=30.0, help="network timeout, seconds")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_download)
 
@@ -430,7 +538,7 @@ def cmd_download(args) -> int:
         print(f"{entry.name} is shipped with histdenoise: {entry.local_path()}")
         return 0
     if args.file:
-        folder = install_archive(entry, args.file)
+        folder = install_archive(entry, args.file, force=args.force)
     else:
         options = DownloadOptions(
             retries=args.retries, timeout=args.timeout, progress=not args.quiet
@@ -572,10 +680,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+TENSORFLOW_COMMANDS = ("convert", "export", "info", "build-corpus", "train", "evaluate")
+"""Subcommands that always load TensorFlow (denoise does with its tensorflow backend)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    explicit = "TF_CPP_MIN_LOG_LEVEL" in os.environ  # the user's wish is kept
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     args = build_parser().parse_args(argv)
+    args.tf_log_explicit = explicit
     try:
+        if args.command in TENSORFLOW_COMMANDS and not explicit:
+            quiet_tensorflow()
         return args.func(args)
     except HistdenoiseError as exc:
         _error(str(exc))
@@ -583,6 +699,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("histdenoise: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("histdenoise: terminated", file=sys.stderr)
+        return 143
 
 
 if __name__ == "__main__":

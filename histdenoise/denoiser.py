@@ -1,7 +1,9 @@
-"""`Denoiser`: arrays and files in, denoised audio and exactly what was removed out."""
+"""`Denoiser`: arrays and files in, denoised audio and the residual (exactly what was
+removed) out."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -13,12 +15,17 @@ from pathlib import Path
 import numpy as np
 
 from histdenoise.audio import (
+    PCM_BITS,
     AtomicWriter,
     AudioError,
     AudioInfo,
+    OutputError,
     OutputFormat,
+    ReadState,
     Resampler,
     choose_output,
+    count_inexact_written,
+    off_grid,
     probe,
     read_blocks,
     split_exact,
@@ -26,6 +33,7 @@ from histdenoise.audio import (
 )
 from histdenoise.engine import ChunkConfig, StreamingEngine
 from histdenoise.errors import HistdenoiseError
+from histdenoise.files import os_error_cause, remove_stale_temporaries, temp_path
 from histdenoise.registry import DEFAULT_MODEL
 from histdenoise.stft import StftConfig
 
@@ -48,7 +56,7 @@ class DenoiseSettings:
     """What to do to a recording.
 
     Attributes:
-        strength: 0..1; output = input - strength * removed.
+        strength: 0..1; output = input - strength * residual.
         mono: downmix to one channel first (as the authors' tool did).
         format: output major format (``WAV``, ``FLAC``, ...); the input's if None.
         subtype: output subtype (``PCM_16``, ``FLOAT``, ...); the input's if None.
@@ -70,9 +78,10 @@ class FileResult:
 
     input: Path
     denoised: Path
-    removed: Path
+    residual: Path
     report_path: Path
     report: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 def output_paths(path: Path, out_dir: Path | None, extension: str) -> tuple[Path, Path, Path]:
@@ -110,7 +119,7 @@ class Denoiser:
     Example::
 
         d = Denoiser()
-        denoised, removed = d.denoise(audio, 48000)          # (samples,) or (samples, ch)
+        denoised, residual = d.denoise(audio, 48000)         # (samples,) or (samples, ch)
         result = d.denoise_file("disc 1.flac", out_dir="out")
         d = Denoiser(backend="onnxruntime")                 # the bundled model, no TensorFlow
         d = Denoiser("bundled-onnx", backend="onnxruntime")  # from `histdenoise export`
@@ -242,13 +251,13 @@ class Denoiser:
         Args:
             audio: (samples,) or (samples, channels) float in [-1, 1].
             samplerate: Hz.
-            strength: 0..1; output = input - strength * removed.
+            strength: 0..1; output = input - strength * residual.
             mono: downmix to one channel first.
             progress: callback in seconds of audio.
 
         Returns:
-            ``(denoised, removed)``, float32, shaped like ``audio`` (one channel with
-            ``mono``), with ``denoised + removed == input`` in float32.
+            ``(denoised, residual)``, float32, shaped like ``audio`` (one channel with
+            ``mono``), with ``denoised + residual == input`` in float32.
         """
         settings = DenoiseSettings(strength=strength, mono=mono)
         x = np.asarray(audio, dtype=np.float32)
@@ -284,72 +293,109 @@ class Denoiser:
         settings: DenoiseSettings | None = None,
         overwrite: bool = False,
         progress: Progress | None = None,
+        outputs: tuple[Path, Path, Path] | None = None,
     ) -> FileResult:
-        """Denoise one file; write the denoised audio, the removed part and a JSON report.
+        """Denoise one file; write the denoised audio, the residual and a JSON report.
 
-        Outputs go beside the input (or into ``out_dir``) under temporary names and are
-        renamed only when complete; on any error none is left behind.
+        Outputs go beside the input (or into ``out_dir``; or to ``outputs``, the
+        (denoised, residual, report) paths of a plan, see `histdenoise.plan`) under short
+        temporary names and are renamed only when complete; on any error none is left
+        behind. Temporaries of killed runs for these outputs are removed first. A file
+        that ends before its header says is processed as far as it goes (``truncated`` in
+        the report, a line in ``FileResult.warnings``). File system failures raise
+        `OutputError` naming the file and the cause.
         """
         settings = settings or DenoiseSettings()
         path = Path(path)
         info = probe(path)
         out_fmt = choose_output(info, settings.format, settings.subtype)
-        folder = Path(out_dir) if out_dir is not None else None
-        if folder is not None:
-            folder.mkdir(parents=True, exist_ok=True)
-        den_path, rem_path, rep_path = output_paths(path, folder, out_fmt.extension)
-        for p in (den_path, rem_path):
-            if p.resolve() == path.resolve():
-                raise AudioError(f"{path}: output would overwrite the input")
-            if p.exists() and not overwrite:
-                raise AudioError(f"{p}: already exists (use --overwrite or --skip-existing)")
+        if outputs is None:
+            folder = Path(out_dir) if out_dir is not None else None
+            outputs = output_paths(path, folder, out_fmt.extension)
+        den_path, rem_path, rep_path = (Path(p) for p in outputs)
+        check_outputs(path, (den_path, rem_path, rep_path), overwrite)
+        make_folder(den_path.parent)
+        for p in (den_path, rem_path, rep_path):
+            remove_stale_temporaries(p)
         channels = 1 if settings.mono else info.channels
         t0 = time.perf_counter()
         stats = {"residual_clipped": 0, "inexact": 0}
         block = max(1, int(BLOCK_SECONDS * info.samplerate))
+        state = ReadState()
 
         def blocks():
-            for b in read_blocks(info, block):
+            for b in read_blocks(info, block, state):
                 if settings.mono and b.shape[0] > 1:
                     b = to_float(b).mean(axis=0, keepdims=True)
                 yield b
 
-        with (
-            AtomicWriter(den_path, info.samplerate, channels, out_fmt) as wd,
-            AtomicWriter(rem_path, info.samplerate, channels, out_fmt) as wr,
-        ):
-            for xb, yb in self.stream(blocks(), info.samplerate, channels, info.frames, progress):
-                target = _apply_strength(xb, yb, settings.strength)
-                d, r, bad = split_exact(xb, target, out_fmt)
-                key = "residual_clipped" if out_fmt.subtype.startswith("PCM") else "inexact"
-                stats[key] += bad
-                wd.write(d)
-                wr.write(r)
-            elapsed = time.perf_counter() - t0
-            report = self._report(info, out_fmt, settings, den_path, rem_path, elapsed, stats)
-            tmp_report = rep_path.with_name(f".{rep_path.name}.{os.getpid()}.part")
-            tmp_report.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-            wd.commit()
-            wr.commit()
-            os.replace(tmp_report, rep_path)
-        return FileResult(path, den_path, rem_path, rep_path, report)
+        tmp_report = temp_path(rep_path)
+        try:
+            with (
+                AtomicWriter(den_path, info.samplerate, channels, out_fmt) as wd,
+                AtomicWriter(rem_path, info.samplerate, channels, out_fmt) as wr,
+            ):
+                for xb, yb in self.stream(
+                    blocks(), info.samplerate, channels, info.frames, progress
+                ):
+                    target = _apply_strength(xb, yb, settings.strength)
+                    d, r, bad = split_exact(xb, target, out_fmt)
+                    if out_fmt.subtype in PCM_BITS:
+                        stats["residual_clipped"] += bad
+                        stats["inexact"] += off_grid(xb, out_fmt)
+                    else:
+                        stats["inexact"] += bad
+                    wd.write(d)
+                    wr.write(r)
+                wd.close()
+                wr.close()
+                if not out_fmt.lossless:
+                    stats["inexact"] = count_inexact_written(info, wd.tmp, wr.tmp, settings.mono)
+                elapsed = time.perf_counter() - t0
+                truncated = _truncation(info, state)
+                report = self._report(
+                    info, out_fmt, settings, (den_path, rem_path, rep_path), elapsed, stats,
+                    truncated,
+                )
+                _write_text(tmp_report, rep_path, json.dumps(report, indent=2) + "\n")
+                # an old report goes first: all three outputs present means one complete run
+                _unlink_output(rep_path)
+                wd.commit()
+                wr.commit()
+                try:
+                    os.replace(tmp_report, rep_path)
+                except OSError as exc:
+                    raise OutputError(f"{rep_path}: cannot write: {os_error_cause(exc)}") from None
+        finally:
+            with contextlib.suppress(OSError):
+                tmp_report.unlink(missing_ok=True)
+        warnings = []
+        if truncated:
+            warnings.append(
+                f"{path}: truncated: the header declares {truncated['declared_seconds']:.3f} s, "
+                f"the file holds {truncated['real_seconds']:.3f} s; processed as far as it goes"
+            )
+        return FileResult(path, den_path, rem_path, rep_path, report, warnings)
 
     def _report(
         self,
         info: AudioInfo,
         out_fmt: OutputFormat,
         settings: DenoiseSettings,
-        den: Path,
-        rem: Path,
+        outputs: tuple[Path, Path, Path],
         elapsed: float,
         stats: dict,
+        truncated: dict | None = None,
     ) -> dict:
         from histdenoise import __version__
 
+        den, rem, rep = outputs
+        seconds = (truncated or {}).get("real_seconds", info.duration)
         return {
-            "input": str(info.path),
-            "denoised": str(den),
-            "removed": str(rem),
+            "paths": "relative to the folder of this report",
+            "input": _relative(info.path, rep.parent),
+            "denoised": _relative(den, rep.parent),
+            "residual": _relative(rem, rep.parent),
             "model": {
                 "name": self.card.name,
                 "weights_sha256": self.card.weights_sha256,
@@ -366,23 +412,97 @@ class Denoiser:
             "input_audio": {
                 "samplerate": info.samplerate,
                 "channels": info.channels,
-                "samples": info.frames,
-                "seconds": round(info.duration, 6),
+                "samples": round(seconds * info.samplerate),
+                "seconds": round(seconds, 6),
                 "format": info.format,
                 "subtype": info.subtype,
+                "truncated": truncated or False,
             },
             "output_audio": {
                 "format": out_fmt.format,
                 "subtype": out_fmt.subtype,
+                **({"chosen_because": out_fmt.reason} if out_fmt.reason else {}),
                 "channels": 1 if settings.mono else info.channels,
-                "denoised_plus_removed_equals_input": out_fmt.exact,
+                "denoised_plus_residual_equals_input": out_fmt.exact,
                 **stats,
             },
             "processing_seconds": round(elapsed, 3),
-            "real_time_factor": round(elapsed / info.duration, 4),
+            "real_time_factor": round(elapsed / seconds, 4) if seconds else None,
             "histdenoise": __version__,
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
+
+
+def _truncation(info: AudioInfo, state: ReadState) -> dict | None:
+    """``{"declared_seconds", "real_seconds"[, "decoder_message"]}`` when the input ended
+    early."""
+    declared = max(info.frames, info.declared_frames or 0)
+    if not state.ended_early and not info.truncated:
+        return None
+    if state.frames >= declared:
+        return None
+    out = {
+        "declared_seconds": round(declared / info.samplerate, 6),
+        "real_seconds": round(state.frames / info.samplerate, 6),
+    }
+    if state.reason:
+        out["decoder_message"] = state.reason
+    return out
+
+
+def _relative(path: Path, folder: Path) -> str:
+    """``path`` relative to ``folder`` (``/`` separated), absolute where no relative path
+    exists (another drive)."""
+    try:
+        return Path(os.path.relpath(Path(path).absolute(), Path(folder).absolute())).as_posix()
+    except ValueError:
+        return str(Path(path).absolute())
+
+
+def check_outputs(path: Path, outputs: Iterable[Path], overwrite: bool) -> None:
+    """Refuse outputs that are the input itself (compared as files, through links) or
+    that exist when ``overwrite`` is off."""
+    for p in outputs:
+        if p.exists() and same_file(p, path):
+            raise AudioError(f"{path}: output {p} would overwrite the input")
+        if p.exists() and not overwrite:
+            raise AudioError(f"{p}: already exists (use --overwrite or --skip-existing)")
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two existing paths are one file (hard or symbolic links included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def make_folder(folder: Path) -> None:
+    """Create an output folder (and its parents); `OutputError` with the cause."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(
+            f"{folder}: cannot create the output folder: a file has that name"
+        ) from None
+    except OSError as exc:
+        raise OutputError(
+            f"{folder}: cannot create the output folder: {os_error_cause(exc)}"
+        ) from None
+
+
+def _write_text(tmp: Path, final: Path, text: str) -> None:
+    try:
+        tmp.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"{final}: cannot write: {os_error_cause(exc)}") from None
+
+
+def _unlink_output(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot replace: {os_error_cause(exc)}") from None
 
 
 def _apply_strength(x: np.ndarray, y: np.ndarray, strength: float) -> np.ndarray:

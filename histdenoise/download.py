@@ -3,11 +3,16 @@
 Cache layout under `histdenoise.registry.cache_dir()`::
 
     downloads/<name>/<filename>        verified archive (``.part`` while incomplete)
+    downloads/<name>/pinned.json       sha256 and size of the first verified archive, for
+                                       models whose registry entry has no sha256
     models/<name>/                     unpacked model, with ``download.json`` when complete
 
 An archive is renamed from ``.part`` only once complete and verified (size and sha256 when
 the registry knows them, every member's CRC, the expected files), and a model folder only
 once fully unpacked, so an interrupted run never leaves something that looks usable.
+An archive the registry gives no sha256 for is pinned on first use: its sha256 and size are
+recorded and printed, and a different archive under that name is refused later (a changed
+release, a poisoned mirror) unless ``force`` is given.
 Interrupted HTTP downloads resume with a ``Range`` request.
 """
 
@@ -16,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 import zipfile
 from dataclasses import dataclass
@@ -26,6 +32,7 @@ from histdenoise.files import atomic_folder, sha256_file
 from histdenoise.registry import ModelEntry, Source, cache_dir
 
 COMPLETE_MARK = "download.json"
+PIN_FILE = "pinned.json"
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,7 @@ def download_archive(
     if dest.is_file() and not force:
         try:
             verify_archive(entry, dest)
+            check_pin(entry, dest, cache)
             return dest
         except VerificationError:
             dest.unlink()
@@ -118,6 +126,7 @@ def download_archive(
             else:
                 _http_download(source.location, part, entry, options)
             verify_archive(entry, part)
+            check_pin(entry, part, cache, force=force)
         except DownloadError as exc:
             failures.append(f"{source.describe()}: {exc}")
             if isinstance(exc, VerificationError):
@@ -159,13 +168,71 @@ def verify_archive(entry: ModelEntry, path: Path) -> None:
         raise VerificationError(f"{path}: verification failed: archive lacks {', '.join(missing)}")
 
 
-def install_archive(entry: ModelEntry, archive: str | Path, cache: Path | None = None) -> Path:
-    """Verify ``archive`` and unpack it as ``entry``'s model folder (atomically)."""
+def pin_path(entry: ModelEntry, cache: Path | None = None) -> Path:
+    """Where the sha256 and size of ``entry``'s first verified archive are kept."""
+    return archive_path(entry, cache).parent / PIN_FILE
+
+
+def check_pin(
+    entry: ModelEntry, path: Path, cache: Path | None = None, *, force: bool = False
+) -> None:
+    """Pin on first use, for entries without a sha256 in the registry.
+
+    The first verified archive's sha256 and size are saved in `pin_path` and printed;
+    later archives must match them (`VerificationError` otherwise) unless ``force``, which
+    pins the new one instead. Entries with a registry sha256 are checked by
+    `verify_archive` and never pinned.
+    """
+    if entry.sha256:
+        return
+    digest, size = sha256_file(path), path.stat().st_size
+    pin_file = pin_path(entry, cache)
+    try:
+        pin = json.loads(pin_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        pin = None
+    except (OSError, ValueError) as exc:
+        raise VerificationError(
+            f"{pin_file}: unreadable pin ({first_line(exc)}); delete it or pass --force"
+        ) from None
+    if pin is not None and not force:
+        if pin.get("sha256") != digest or pin.get("size") != size:
+            raise VerificationError(
+                f"{path}: verification failed: sha256 {digest} ({size} bytes) is not the "
+                f"archive pinned on first use ({pin.get('sha256')}, {pin.get('size')} bytes, "
+                f"{pin.get('pinned')}): a changed release or a tampered mirror; compare the "
+                "hash with the publisher's, then pass --force to accept it"
+            )
+        return
+    pin_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pin_file.with_name(f".{PIN_FILE}.{os.getpid()}.part")
+    record = {
+        "model": entry.name,
+        "sha256": digest,
+        "size": size,
+        "pinned": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "sources": [s.describe() for s in entry.sources],
+    }
+    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, pin_file)
+    print(
+        f"histdenoise: {entry.name}: pinned on first use: sha256 {digest}, {size} bytes "
+        f"({pin_file}); a different archive will be refused",
+        file=sys.stderr,
+    )
+
+
+def install_archive(
+    entry: ModelEntry, archive: str | Path, cache: Path | None = None, *, force: bool = False
+) -> Path:
+    """Verify ``archive`` (and its pin, see `check_pin`) and unpack it as ``entry``'s
+    model folder (atomically)."""
     archive = Path(archive)
     if not archive.is_file():
         raise DownloadError(f"{archive}: no such file")
     verify_archive(entry, archive)
     cache = cache or cache_dir()
+    check_pin(entry, archive, cache, force=force)
     target = model_dir(entry, cache)
     with atomic_folder(target) as tmp:
         with zipfile.ZipFile(archive) as zf:
@@ -301,10 +368,12 @@ __all__ = [
     "DownloadOptions",
     "Source",
     "archive_path",
+    "check_pin",
     "download_archive",
     "ensure_model",
     "install_archive",
     "is_cached",
     "model_dir",
+    "pin_path",
     "verify_archive",
 ]

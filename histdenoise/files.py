@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -52,3 +53,113 @@ def atomic_folder(target: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+# --------------------------------------------------------------------------- temporaries
+TEMP_SUFFIX = ".part"
+
+
+def temp_path(final: str | Path, pid: int | None = None) -> Path:
+    """The temporary name under which ``final`` is written: ``.hd-<hash>-<pid>.part``.
+
+    At most 40 bytes whatever the final name (a legal 255-byte name included), in the same
+    folder (so the rename is atomic); the hash of the final name lets a later run find the
+    leftovers of a killed one (`stale_temporaries`).
+    """
+    final = Path(final)
+    return final.with_name(f".hd-{_name_hash(final.name)}-{pid or os.getpid()}{TEMP_SUFFIX}")
+
+
+def _name_hash(name: str) -> str:
+    return hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def temporaries(final: str | Path) -> list[tuple[Path, int]]:
+    """Temporary files of ``final`` in its folder, with the process id that wrote each.
+
+    Also finds the ``.<name>.<pid>.part`` temporaries of histdenoise 0.1.
+    """
+    final = Path(final)
+    found = []
+    try:
+        names = os.listdir(final.parent)
+    except OSError:
+        return []
+    short = f".hd-{_name_hash(final.name)}-"
+    old = f".{final.name}."
+    for name in names:
+        if not name.endswith(TEMP_SUFFIX):
+            continue
+        for prefix in (short, old):
+            pid = name[len(prefix) : -len(TEMP_SUFFIX)]
+            if name.startswith(prefix) and pid.isdigit():
+                found.append((final.parent / name, int(pid)))
+    return found
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def remove_stale_temporaries(final: str | Path) -> list[Path]:
+    """Delete the temporaries of ``final`` left by processes that no longer run."""
+    removed = []
+    for path, pid in temporaries(final):
+        if pid != os.getpid() and not process_alive(pid):
+            try:
+                path.unlink()
+                removed.append(path)
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+# --------------------------------------------------------------------------- error lines
+_CAUSES = {
+    errno.ENOSPC: "disk full (no space left on device)",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "read-only file system",
+    errno.ENAMETOOLONG: "file name too long for the file system",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.ENOENT: "no such file or folder (removed during the run?)",
+    errno.EISDIR: "is a folder",
+    errno.EIO: "input/output error (failing disk, or a network share that went away)",
+    errno.EFBIG: "file too large for the file system",
+    errno.EMFILE: "too many open files",
+}
+
+
+def os_error_cause(exc: BaseException) -> str:
+    """The cause of a file system error in a few plain words.
+
+    Takes an `OSError` (by errno) or any error whose text holds a system message (as
+    libsndfile's ``System error : No space left on device.`` does).
+    """
+    code = getattr(exc, "errno", None)
+    if code in _CAUSES:
+        return _CAUSES[code]
+    text = str(exc)
+    for code, cause in _CAUSES.items():
+        if os.strerror(code) in text:
+            return cause
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[0].lower() + exc.strerror[1:]
+    lines = text.strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def os_error_line(exc: OSError, path: str | Path | None = None) -> str:
+    """One line for the user: the file (``path``, else the error's) and the cause."""
+    name = path if path is not None else (exc.filename or "")
+    return f"{name}: {os_error_cause(exc)}" if name else os_error_cause(exc)

@@ -157,13 +157,13 @@ def read_excerpt(path: str | Path, seconds: float | None = PREVIEW_SECONDS):
 
 def result_view(result, seconds: float | None = PREVIEW_SECONDS) -> tuple[bytes, str]:
     """A `FileResult` for display, each file read once: PNG spectrograms of input,
-    denoised and removed (one colour scale, log frequency) and HTML with their three
+    denoised and residual (one colour scale, log frequency) and HTML with their three
     labelled players side by side."""
     from histdenoise.plotting import specplot, to_png
 
     signals, sr = {}, 44100
     for label, path in (("input", result.input), ("denoised", result.denoised),
-                        ("removed", result.removed)):
+                        ("residual", result.residual)):
         signals[label], sr = read_excerpt(path, seconds)
     png = to_png(specplot(signals, sr, title=Path(result.input).name))
     cells = "".join(f"<div style='margin-right:1em'>{play(x, sr, label)._repr_html_()}</div>"
@@ -185,7 +185,7 @@ def show_result(result, seconds: float | None = PREVIEW_SECONDS) -> None:
 
 
 def zip_results(results, path: str | Path) -> Path:
-    """Pack the denoised, removed and report files of ``results`` into one zip (for a
+    """Pack the denoised, residual and report files of ``results`` into one zip (for a
     single download); written atomically."""
     import zipfile
 
@@ -194,7 +194,7 @@ def zip_results(results, path: str | Path) -> Path:
     tmp = path.with_name(f".{path.name}.part")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
         for r in results:
-            for p in (r.denoised, r.removed, r.report_path):
+            for p in (r.denoised, r.residual, r.report_path):
                 zf.write(p, Path(p).name)
     tmp.replace(path)
     return path
@@ -336,8 +336,20 @@ def denoise_files(
             denoiser = Denoiser(denoiser)
     except HistdenoiseError as exc:
         return [], [first_line(exc)]
+    from histdenoise.batch import Job
+    from histdenoise.plan import plan_run
+
     settings = DenoiseSettings(strength=strength, mono=mono)
-    for path in paths:
+    jobs = [Job(Path(p)) for p in paths]
+    plan = plan_run(jobs, Path(out_dir))
+    if plan.clashes:  # e.g. a.wav and a.flac uploaded together: name by the whole name
+        plan = plan_run(jobs, Path(out_dir), keep_extension=True)
+    problems += plan.errors + plan.clashes
+    planned = {id(f.job): f.outputs for f in plan.files} if not plan.clashes else {}
+    for job in jobs:
+        if id(job) not in planned:
+            continue
+        path = job.path
         bar = None
         callback = progress
         if callback is None:
@@ -350,7 +362,8 @@ def denoise_files(
 
         try:
             results.append(denoiser.denoise_file(path, out_dir, settings=settings,
-                                                 overwrite=True, progress=callback))
+                                                 overwrite=True, progress=callback,
+                                                 outputs=planned[id(job)]))
         except (HistdenoiseError, OSError) as exc:
             problems.append(first_line(exc))
         finally:

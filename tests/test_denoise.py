@@ -106,7 +106,7 @@ def test_float_split_is_bit_exact_on_realistic_audio():
         d, r, bad = split_exact(x.astype(dt), target, OutputFormat("WAV", subtype, ".wav"))
         assert d.dtype == r.dtype == dt
         assert_sum(d, r, x.astype(dt), inexact=bad)
-        assert bad < 0.01 * x.size, bad  # measured: 0.5 % for FLOAT, 0.005 % for DOUBLE
+        assert bad < 0.01 * x.size, bad  # this synthetic case; music: README, Exactness
         assert np.max(np.abs(d - target)) < 1e-6
 
 
@@ -139,7 +139,7 @@ def test_file_outputs_sum_exactly_to_input(den, tmp_path, subtype, dtype, ext, f
     res = den.denoise_file(src)
     assert src.read_bytes() == before  # the input is never touched
     d, sr = sf.read(res.denoised, dtype=dtype)
-    r, _ = sf.read(res.removed, dtype=dtype)
+    r, _ = sf.read(res.residual, dtype=dtype)
     x, _ = sf.read(src, dtype=dtype)
     assert sr == 44100 and d.shape == x.shape == (30_000, 2)
     assert sf.info(str(res.denoised)).subtype == subtype
@@ -192,7 +192,7 @@ def test_awkward_signals_give_finite_results(den, tmp_path, kind):
     sf.write(src, x.astype(np.float32), 44100, subtype="FLOAT")
     res = den.denoise_file(src)
     d, _ = sf.read(res.denoised, dtype="float32")
-    r, _ = sf.read(res.removed, dtype="float32")
+    r, _ = sf.read(res.residual, dtype="float32")
     assert d.shape == (n,) and np.all(np.isfinite(d))
     assert_sum(
         d,
@@ -203,16 +203,61 @@ def test_awkward_signals_give_finite_results(den, tmp_path, kind):
 
 
 @pytest.mark.parametrize(("fmt", "ext"), [("OGG", ".ogg"), ("MP3", ".mp3")])
-def test_lossy_formats(den, tmp_path, fmt, ext):
+def test_lossy_inputs_get_exact_float_outputs_and_forced_lossy_counts(den, tmp_path, fmt, ext):
     src = tmp_path / f"old record{ext}"
     sf.write(src, tone(44100, channels=2), 44100, format=fmt)
     res = den.denoise_file(src)
-    assert res.denoised.suffix == ext
+    assert res.denoised.name == "old record_denoised.wav"
     info = sf.info(str(res.denoised))
-    assert info.format == fmt and info.channels == 2
-    assert json.loads(res.report_path.read_text())["output_audio"][
-        "denoised_plus_removed_equals_input"
-    ].startswith("lossy")
+    assert (info.format, info.subtype, info.channels) == ("WAV", "FLOAT", 2)
+    out = json.loads(res.report_path.read_text())["output_audio"]
+    assert "lossy" in out["chosen_because"]
+    x, _ = sf.read(src, dtype="float32")
+    d, _ = sf.read(res.denoised, dtype="float32")
+    r, _ = sf.read(res.residual, dtype="float32")
+    assert_sum(d, r, x, inexact=out["inexact"])
+    # asked for the lossy format: written so, and every changed sample is counted
+    forced = den.denoise_file(src, tmp_path / "forced", settings=DenoiseSettings(format=fmt))
+    assert forced.denoised.suffix == ext and sf.info(str(forced.denoised)).format == fmt
+    out = json.loads(forced.report_path.read_text())["output_audio"]
+    assert out["denoised_plus_residual_equals_input"].startswith("lossy")
+    assert out["inexact"] > 0.5 * x.size, out["inexact"]
+
+
+@pytest.mark.parametrize("subtype", ["ULAW", "ALAW", "IMA_ADPCM", "MS_ADPCM"])
+def test_companded_inputs_get_exact_flac_and_honest_counters(den, tmp_path, subtype):
+    src = tmp_path / "wire.wav"
+    sf.write(src, tone(30_000, channels=2), 44100, subtype=subtype)
+    res = den.denoise_file(src)
+    assert res.denoised.name == "wire_denoised.flac"
+    assert sf.info(str(res.denoised)).subtype == "PCM_16"
+    out = json.loads(res.report_path.read_text())["output_audio"]
+    assert out["inexact"] == 0 and out["residual_clipped"] == 0
+    assert f"{subtype} input" in out["chosen_because"]
+    x, _ = sf.read(src, dtype="int16")  # the decoded input
+    d, _ = sf.read(res.denoised, dtype="int16")
+    r, _ = sf.read(res.residual, dtype="int16")
+    assert np.array_equal(d.astype(np.int64) + r, x)
+    # the input's own subtype asked for: the codec changes what it is given; counted
+    same = den.denoise_file(
+        src, tmp_path / "same", settings=DenoiseSettings(format="WAV", subtype=subtype)
+    )
+    out = json.loads(same.report_path.read_text())["output_audio"]
+    d, _ = sf.read(same.denoised, dtype="float64")
+    r, _ = sf.read(same.residual, dtype="float64")
+    xf, _ = sf.read(src, dtype="float64")
+    n = min(len(d), len(xf))
+    wrong = int(np.count_nonzero(d[:n] + r[:n] != xf[:n])) + (len(xf) - n) * 2
+    assert out["inexact"] == wrong and wrong > 0.5 * xf.size
+
+
+def test_pcm_output_counts_input_samples_off_its_grid(den, tmp_path):
+    src = tmp_path / "deep.wav"
+    sf.write(src, tone(20_000), 44100, subtype="PCM_24")
+    res = den.denoise_file(src, tmp_path / "o", settings=DenoiseSettings(subtype="PCM_16"))
+    x, _ = sf.read(src, dtype="int32")
+    out = json.loads(res.report_path.read_text())["output_audio"]
+    assert out["inexact"] == int(np.count_nonzero(x % 65536)) > 0.9 * x.size
 
 
 def test_format_and_subtype_override(den, tmp_path):
@@ -222,7 +267,7 @@ def test_format_and_subtype_override(den, tmp_path):
     assert res.denoised.name == "in_denoised.flac"
     assert sf.info(str(res.denoised)).subtype == "PCM_24"
     d, _ = sf.read(res.denoised, dtype="int32")
-    r, _ = sf.read(res.removed, dtype="int32")
+    r, _ = sf.read(res.residual, dtype="int32")
     x, _ = sf.read(src, dtype="int32")
     assert np.array_equal(d.astype(np.int64) + r, x)
 

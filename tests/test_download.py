@@ -182,3 +182,89 @@ def test_manual_file_install_and_placed_archive(server, small_zip_bytes, tmp_pat
     archive_path(other).write_bytes(small_zip_bytes)
     ensure_model(other, options=FAST)
     assert server.requests == []
+
+
+# --------------------------------------------------------------------------- pinning
+def _other_zip(small_zip_bytes) -> bytes:
+    """A valid archive with the expected files, but not the same bytes."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(small_zip_bytes)) as src, zipfile.ZipFile(buf, "w") as dst:
+        for item in src.infolist():
+            dst.writestr(item.filename, src.read(item.filename))
+        dst.writestr("trained_model/NOTE", "tampered")
+    return buf.getvalue()
+
+
+def test_unhashed_archive_is_pinned_on_first_use(server, small_zip_bytes, capsys):
+    from histdenoise.download import pin_path
+
+    path = "/v0.0/checkpoint.zip"
+    server.files[path] = small_zip_bytes
+    entry = entry_for(server)  # no sha256, no size: like moliner2022 in the registry
+    ensure_model(entry, options=FAST)
+    pin = json.loads(pin_path(entry).read_text())
+    digest = hashlib.sha256(small_zip_bytes).hexdigest()
+    assert pin["sha256"] == digest and pin["size"] == len(small_zip_bytes)
+    err = capsys.readouterr().err
+    assert f"pinned on first use: sha256 {digest}, {len(small_zip_bytes)} bytes" in err
+    # the release changes (or a mirror is poisoned): refused, the installed model kept
+    server.files[path] = _other_zip(small_zip_bytes)
+    before = (model_dir(entry) / "download.json").read_text()
+    with pytest.raises(DownloadError, match="not the archive pinned on first use") as e:
+        _redownload(entry)
+    assert "--force" in str(e.value) and "\n" not in str(e.value)
+    assert (model_dir(entry) / "download.json").read_text() == before
+    assert archive_path(entry).read_bytes() == small_zip_bytes
+    # --force accepts it and pins the new one
+    ensure_model(entry, force=True, options=FAST)
+    new = hashlib.sha256(server.files[path]).hexdigest()
+    assert json.loads(pin_path(entry).read_text())["sha256"] == new
+    assert json.loads((model_dir(entry) / "download.json").read_text())["archive_sha256"] == new
+
+
+def _redownload(entry):
+    """A later download of an entry whose cached archive is gone (a fresh machine that
+    kept its pins, or the cache cleaned): fetched again and compared with the pin."""
+    from histdenoise.download import download_archive
+
+    archive_path(entry).rename(archive_path(entry).with_name("kept.zip"))
+    try:
+        return download_archive(entry, options=FAST)
+    finally:
+        archive_path(entry).with_name("kept.zip").rename(archive_path(entry))
+
+
+def test_pinned_archive_refuses_a_different_manual_file(server, small_zip_bytes, tmp_path):
+    server.files["/v0.0/checkpoint.zip"] = small_zip_bytes
+    entry = entry_for(server)
+    ensure_model(entry, options=FAST)
+    other = tmp_path / "other.zip"
+    other.write_bytes(_other_zip(small_zip_bytes))
+    with pytest.raises(DownloadError, match="pinned on first use"):
+        install_archive(entry, other)
+    install_archive(entry, other, force=True)
+
+
+def test_download_command_prints_the_pin_and_refuses_a_change(
+    server, small_zip_bytes, tmp_path, capsys
+):
+    from histdenoise.cli import main
+
+    server.files["/v0.0/checkpoint.zip"] = small_zip_bytes
+    registry = tmp_path / "registry.json"
+    registry.write_text(json.dumps({"models": {"small": {
+        "filename": "checkpoint.zip", "files": list(FILES),
+        "urls": [{"url": server.url("/v0.0/checkpoint.zip")}]}}}))
+    args = ["download", "small", "--registry", str(registry), "--quiet", "--retries", "0"]
+    assert main(args) == 0
+    digest = hashlib.sha256(small_zip_bytes).hexdigest()
+    assert f"pinned on first use: sha256 {digest}" in capsys.readouterr().err
+    other = tmp_path / "other.zip"
+    other.write_bytes(_other_zip(small_zip_bytes))
+    assert main([*args, "--file", str(other)]) == 1
+    err = capsys.readouterr().err
+    assert "not the archive pinned on first use" in err and err.count("\n") == 1
+    assert main([*args, "--file", str(other), "--force"]) == 0

@@ -43,6 +43,26 @@ def test_evaluate_flags(corpus, sentinel, tmp_path, capsys):  # noqa: F811
     assert "no testset.csv" in capsys.readouterr().err
 
 
+def test_evaluate_suite_and_update_card(corpus, sentinel, tmp_path, capsys):  # noqa: F811
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(sentinel, model)
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(model), str(corpus), "-o", str(out), "--suite", "harm",
+                 "--no-baselines", "--update-card", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "acoustic:" in printed and "| clean-acoustic |" in printed
+    assert "metrics written to" in printed
+    rows = (out / "testset" / "testset.csv").read_text()
+    assert "clean-acoustic" in rows and "hum" not in rows
+    metrics = json.loads((model / "model.json").read_text())["metrics"]
+    assert any(k.startswith("harm_clean_clean_") for k in metrics)
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(sentinel), str(corpus), "--suite", "nope"])
+    assert "--suite" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("flag", ["--per-category", "--workers"])
 def test_build_corpus_rejects_bad_counts(flag, tmp_path, capsys):
     with pytest.raises(SystemExit):

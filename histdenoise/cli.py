@@ -47,18 +47,23 @@ def add_denoise(sub) -> None:
     )
     p.add_argument(
         "--backend",
-        choices=("tensorflow", "onnxruntime"),
-        default="tensorflow",
+        choices=("auto", "tensorflow", "onnxruntime"),
+        default="auto",
         help="run the network with TensorFlow, or with ONNX Runtime on an ONNX export "
-        "(`histdenoise export`; TensorFlow is then never imported)",
+        "(`histdenoise export`; TensorFlow is then never imported); auto: ONNX Runtime "
+        "when the model ships an ONNX graph of its weights (bundled does), onnxruntime is "
+        "installed and neither --precision nor --jit is given, else TensorFlow "
+        "(default: auto; the report records which ran)",
     )
     p.add_argument(
         "--precision",
         choices=("float32", "bfloat16", "float16"),
         default="float32",
         help="network arithmetic (tensorflow backend): bfloat16 (faster on CPUs with "
-        "AVX512-BF16 or AMX) or float16 (GPUs) in the first stage; weights and the second "
-        "stage stay float32 (default: float32)",
+        "AVX512-BF16 or AMX) or float16 (GPUs, CPUs with AVX512-FP16/AMX-FP16) in the first "
+        "stage; weights and the second stage stay float32. Where the machine has no "
+        "native support it runs float32, which is faster there, and says so "
+        "(default: float32)",
     )
     p.add_argument(
         "--jit", action="store_true", help="compile the network with XLA (tensorflow backend)"
@@ -107,6 +112,16 @@ def add_denoise(sub) -> None:
         default=None,
         metavar="SUB",
         help="output sample format: PCM_16, PCM_24, FLOAT, ... (default: the input's)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="files in flight at once, sharing one loaded model, so that one file's "
+        "decoding, resampling and writing overlap another's network work (default: 2 "
+        "when there are several files and at least 2 CPUs, else 1); each needs the "
+        "memory of one file's processing",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_denoise)
@@ -182,6 +197,8 @@ def cmd_denoise(args) -> int:
             jit=args.jit,
         )
         total = sum(info.duration for _, info in todo)
+        jobs_n = args.jobs or (2 if len(todo) > 1 and (os.cpu_count() or 1) > 1 else 1)
+        jobs_n = min(jobs_n, len(todo))
         with tqdm(
             total=round(total, 1),
             unit="s",
@@ -190,13 +207,15 @@ def cmd_denoise(args) -> int:
             position=0,
             bar_format=SECONDS_BAR,
         ) as overall:
-            for job, info in todo:
+
+            def run_one(item, position: int) -> str | None:
+                job, info = item
                 with tqdm(
                     total=round(info.duration, 1),
                     unit="s",
                     desc=job.path.name[:30],
                     disable=args.quiet,
-                    position=1,
+                    position=position,
                     leave=False,
                     bar_format=SECONDS_BAR,
                 ) as bar:
@@ -213,11 +232,38 @@ def cmd_denoise(args) -> int:
                             overwrite=args.overwrite or args.skip_existing,
                             progress=progress,
                         )
-                        done += 1
+                        message = None
                     except HistdenoiseError as exc:
-                        errors.append(str(exc))
+                        message = str(exc)
                         tqdm.write(f"histdenoise: error: {exc}", file=sys.stderr)
                 overall.update(round(info.duration, 1))
+                return message
+
+            if jobs_n == 1:
+                results = [run_one(item, 1) for item in todo]
+            else:
+                import threading
+                from concurrent.futures import ThreadPoolExecutor
+
+                slots = list(range(1, jobs_n + 1))  # progress bar rows
+                lock = threading.Lock()
+
+                def in_slot(item):
+                    with lock:
+                        row = slots.pop()
+                    try:
+                        return run_one(item, row)
+                    finally:
+                        with lock:
+                            slots.append(row)
+
+                with ThreadPoolExecutor(jobs_n) as pool:
+                    results = list(pool.map(in_slot, todo))
+            for message in results:
+                if message is None:
+                    done += 1
+                else:
+                    errors.append(message)
     failed = len(errors)
     print(f"{done} denoised, {skipped} skipped, {failed} failed", file=sys.stderr)
     return EXIT_ERROR if failed else 0

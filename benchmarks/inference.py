@@ -58,6 +58,8 @@ def make_denoiser(model, variant: str, batch: int):
 
     settings = dict(VARIANTS[variant])
     chunk = ChunkConfig(frames=settings.pop("frames", ChunkConfig().frames))
+    if settings["precision"] != "float32":
+        settings["emulate"] = True  # measure it even where the command would run float32
     return Denoiser(model, batch_size=batch, chunk=chunk, **settings)
 
 
@@ -210,6 +212,12 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown variants {sorted(unknown)}; known: {list(VARIANTS)}")
     minutes = [float(m) for m in args.rss_minutes.split(",") if m]
+    from commands import cpu_name  # benchmarks/commands.py
+
+    from histdenoise.denoiser import native_precision
+
+    print(f"CPU: {cpu_name()}; native bfloat16: {native_precision('bfloat16')} (without it "
+          "the command runs float32; the bf16 rows here emulate it)", flush=True)
     ceiling = matmul_ceiling()
     print(f"float32 matmul ceiling (4096^3, TensorFlow): {ceiling:.0f} GFLOP/s", flush=True)
     rng = np.random.default_rng(1)

@@ -48,18 +48,23 @@ def add_denoise(sub) -> None:
     )
     p.add_argument(
         "--backend",
-        choices=("tensorflow", "onnxruntime"),
-        default="tensorflow",
+        choices=("auto", "tensorflow", "onnxruntime"),
+        default="auto",
         help="run the network with TensorFlow, or with ONNX Runtime on an ONNX export "
-        "(`histdenoise export`; TensorFlow is then never imported)",
+        "(`histdenoise export`; TensorFlow is then never imported); auto: ONNX Runtime "
+        "when the model ships an ONNX graph of its weights (bundled does), onnxruntime is "
+        "installed and neither --precision nor --jit is given, else TensorFlow "
+        "(default: auto; the report records which ran)",
     )
     p.add_argument(
         "--precision",
         choices=("float32", "bfloat16", "float16"),
         default="float32",
         help="network arithmetic (tensorflow backend): bfloat16 (faster on CPUs with "
-        "AVX512-BF16 or AMX) or float16 (GPUs) in the first stage; weights and the second "
-        "stage stay float32 (default: float32)",
+        "AVX512-BF16 or AMX) or float16 (GPUs, CPUs with AVX512-FP16/AMX-FP16) in the first "
+        "stage; weights and the second stage stay float32. Where the machine has no "
+        "native support it runs float32, which is faster there, and says so "
+        "(default: float32)",
     )
     p.add_argument(
         "--jit", action="store_true", help="compile the network with XLA (tensorflow backend)"
@@ -115,6 +120,16 @@ def add_denoise(sub) -> None:
         default=None,
         metavar="SUB",
         help="output sample format: PCM_16, PCM_24, FLOAT, ... (default: the input's)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="files in flight at once, sharing one loaded model, so that one file's "
+        "decoding, resampling and writing overlap another's network work (default: 2 "
+        "when there are several files and at least 2 CPUs, else 1); each needs the "
+        "memory of one file's processing",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_denoise)
@@ -226,7 +241,12 @@ def cmd_denoise(args) -> int:
     done = 0
     try:
         if todo:
-            if args.backend == "tensorflow" and not getattr(args, "tf_log_explicit", True):
+            backend = args.backend
+            if backend == "auto":
+                from histdenoise.denoiser import resolve_backend
+
+                backend = resolve_backend(args.model, args.precision, args.jit)[0]
+            if backend == "tensorflow" and not getattr(args, "tf_log_explicit", True):
                 quiet_tensorflow()
             denoiser = Denoiser(
                 args.model,
@@ -237,6 +257,8 @@ def cmd_denoise(args) -> int:
                 jit=args.jit,
             )
             total = sum(item.info.duration for item in todo)
+            jobs_n = args.jobs or (2 if len(todo) > 1 and (os.cpu_count() or 1) > 1 else 1)
+            jobs_n = min(jobs_n, len(todo))
             with tqdm(
                 total=round(total, 1),
                 unit="s",
@@ -245,13 +267,15 @@ def cmd_denoise(args) -> int:
                 position=0,
                 bar_format=SECONDS_BAR,
             ) as overall:
-                for item in todo:
+
+                def run_one(item, position: int) -> str | None:
+                    """Denoise one planned file; its error line, or None."""
                     with tqdm(
                         total=round(item.info.duration, 1),
                         unit="s",
                         desc=item.job.path.name[:30],
                         disable=args.quiet,
-                        position=1,
+                        position=position,
                         leave=False,
                         bar_format=SECONDS_BAR,
                     ) as bar:
@@ -268,16 +292,46 @@ def cmd_denoise(args) -> int:
                                 progress=progress,
                                 outputs=item.outputs,
                             )
-                            done += 1
+                            message = None
                             for line in result.warnings:
                                 tqdm.write(f"histdenoise: warning: {line}", file=sys.stderr)
                         except (HistdenoiseError, OSError) as exc:
-                            line = str(exc) if isinstance(exc, HistdenoiseError) else (
+                            message = str(exc) if isinstance(exc, HistdenoiseError) else (
                                 os_error_line(exc)
                             )
-                            errors.append(line)
-                            tqdm.write(f"histdenoise: error: {line}", file=sys.stderr)
+                            tqdm.write(f"histdenoise: error: {message}", file=sys.stderr)
                     overall.update(round(item.info.duration, 1))
+                    return message
+
+                def account(message: str | None) -> None:
+                    nonlocal done
+                    if message is None:
+                        done += 1
+                    else:
+                        errors.append(message)
+
+                if jobs_n == 1:
+                    for item in todo:
+                        account(run_one(item, 1))
+                else:
+                    import threading
+                    from concurrent.futures import ThreadPoolExecutor
+
+                    slots = list(range(1, jobs_n + 1))  # progress bar rows
+                    lock = threading.Lock()
+
+                    def in_slot(item):
+                        with lock:
+                            row = slots.pop()
+                        try:
+                            return run_one(item, row)
+                        finally:
+                            with lock:
+                                slots.append(row)
+
+                    with ThreadPoolExecutor(jobs_n) as pool:
+                        for message in pool.map(in_slot, todo):
+                            account(message)
     except (KeyboardInterrupt, Terminated):
         _summary(done, skipped, len(errors), " (interrupted)")
         raise

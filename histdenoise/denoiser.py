@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import time
 from collections import deque
@@ -46,9 +47,12 @@ SECONDS_BAR = "{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s [{elapsed
 BLOCK_SECONDS = 10.0
 """Seconds of audio read from a file at a time."""
 
-BACKENDS = ("tensorflow", "onnxruntime")
+BACKENDS = ("auto", "tensorflow", "onnxruntime")
+"""Ways to run the network: TensorFlow (any checkpoint), ONNX Runtime (an ONNX export), or
+``auto``: ONNX Runtime where the model has an ONNX graph of the same weights (the shipped
+``bundled`` model does), onnxruntime is installed and no TensorFlow-only option
+(``precision``, ``jit``) is asked for; TensorFlow otherwise (see `resolve_backend`)."""
 PRECISIONS = ("float32", "bfloat16", "float16")
-"""Ways to run the network: TensorFlow (any checkpoint) or ONNX Runtime (an ONNX export)."""
 
 
 @dataclass(frozen=True)
@@ -107,14 +111,20 @@ class Denoiser:
         batch_size: spectrogram chunks (11 s of one channel each) per network call;
             more is faster on a GPU and needs more memory.
         chunk: chunking of the spectrogram (frames per chunk, margin, cross-fade).
-        backend: ``"tensorflow"`` or ``"onnxruntime"``; the latter never imports
-            TensorFlow (numpy, soundfile, soxr and onnxruntime suffice).
+        backend: ``"auto"`` (default; see `resolve_backend`: ONNX Runtime for the shipped
+            model, which starts in about a second instead of ten), ``"tensorflow"`` or
+            ``"onnxruntime"``; the latter never imports TensorFlow (numpy, soundfile, soxr
+            and onnxruntime suffice). ``self.backend`` is the one that runs.
         precision: network arithmetic with TensorFlow: ``"float32"``; ``"bfloat16"``
             (Keras mixed precision in the first stage: bfloat16 compute, float32 weights;
             fast on CPUs with AVX512-BF16/AMX and on TPUs) or ``"float16"`` (GPUs). The
             second stage, STFT, overlap-add and the output split stay in float32/float64.
         jit: compile the network with XLA (``jit_compile``); helps on GPUs, often not on
             CPUs (see benchmarks/inference.py).
+        emulate: run a reduced ``precision`` even where the machine has no native support
+            for it (`native_precision`); otherwise such a request runs float32, which is
+            faster there, and ``precision`` records what ran (``precision_requested``
+            what was asked).
 
     Example::
 
@@ -131,12 +141,31 @@ class Denoiser:
         *,
         batch_size: int = 1,
         chunk: ChunkConfig | None = None,
-        backend: str = "tensorflow",
+        backend: str = "auto",
         precision: str = "float32",
         jit: bool = False,
+        emulate: bool = False,
     ):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.precision_requested = precision
+        reduced = precision != "float32" and backend != "onnxruntime" and not emulate
+        if reduced and not native_precision(precision):
+            logging.getLogger("histdenoise").warning(
+                "%s: no native support on this machine (CPU flags %s, no GPU), where it "
+                "is slower than float32; running float32", precision,
+                "/".join(NATIVE_FLAGS[precision]),
+            )
+            precision = "float32"
+        onnx_net = None
+        if backend == "auto":
+            backend, onnx_file = resolve_backend(model, precision, jit)
+            if backend == "onnxruntime":
+                from histdenoise.onnx_backend import OnnxNetwork
+
+                onnx_net = OnnxNetwork(onnx_file)
+                if not _same_weights(onnx_file, onnx_net.card.weights_sha256):
+                    backend, onnx_net = "tensorflow", None
         if backend == "tensorflow":
             self.model, self.card, self._fn = _load_tensorflow(model, precision, jit)
         elif backend == "onnxruntime":
@@ -145,10 +174,12 @@ class Denoiser:
                     "the onnxruntime backend runs the exported float32 graph: --precision "
                     "and --jit apply to the tensorflow backend"
                 )
-            from histdenoise.onnx_backend import OnnxNetwork
+            if onnx_net is None:
+                from histdenoise.onnx_backend import OnnxNetwork
 
-            self.model = OnnxNetwork(DEFAULT_MODEL if model is None else model)
-            self.card, self._fn = self.model.card, self.model
+                onnx_net = OnnxNetwork(DEFAULT_MODEL if model is None else model)
+            self.model = onnx_net
+            self.card, self._fn = onnx_net.card, onnx_net
         else:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.backend = backend
@@ -405,6 +436,7 @@ class Denoiser:
                 **asdict(settings),
                 "backend": self.backend,
                 "precision": self.precision,
+                "precision_requested": self.precision_requested,
                 "jit": self.jit,
                 "batch_size": self.batch_size,
                 "chunk": asdict(self.chunk),
@@ -503,6 +535,99 @@ def _unlink_output(path: Path) -> None:
         path.unlink(missing_ok=True)
     except OSError as exc:
         raise OutputError(f"{path}: cannot replace: {os_error_cause(exc)}") from None
+
+
+NATIVE_FLAGS = {
+    "bfloat16": ("avx512_bf16", "amx_bf16"),
+    "float16": ("avx512_fp16", "amx_fp16"),
+}
+"""/proc/cpuinfo flags of native CPU support for each reduced precision."""
+
+
+def native_precision(precision: str, cpuinfo: str | None = None) -> bool:
+    """Whether this machine computes ``precision`` natively: a CPU flag of `NATIVE_FLAGS`
+    in ``cpuinfo`` (the text of /proc/cpuinfo, read if None), or a GPU TensorFlow sees.
+    float32 always is."""
+    if precision == "float32":
+        return True
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            cpuinfo = ""
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[-1].split())
+    if flags & set(NATIVE_FLAGS.get(precision, ())):
+        return True
+    try:
+        import tensorflow as tf
+    except ImportError:
+        return False
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def resolve_backend(model, precision: str = "float32", jit: bool = False):
+    """The backend ``backend="auto"`` picks, and the model to give it.
+
+    ONNX Runtime when onnxruntime is installed, ``precision`` is float32, ``jit`` is off
+    and ``model`` (None = the default model) names an ONNX graph: a ``.onnx`` file, an
+    export folder (``model.onnx`` without ``model.weights.h5``), or a native folder or
+    registry model shipping ``model.onnx`` beside its weights (``bundled``). TensorFlow
+    otherwise, and also where that graph's card names other weights than those beside it
+    (checked by `Denoiser`, which has the graph's card once it is loaded).
+
+    Returns:
+        ``("onnxruntime", path of the .onnx file)`` or ``("tensorflow", model)``.
+    """
+    import importlib.util
+
+    if precision != "float32" or jit or importlib.util.find_spec("onnxruntime") is None:
+        return "tensorflow", model
+    onnx_file = _onnx_graph_of(DEFAULT_MODEL if model is None else model)
+    return ("onnxruntime", onnx_file) if onnx_file is not None else ("tensorflow", model)
+
+
+def _onnx_graph_of(model) -> Path | None:
+    """The ``.onnx`` file that computes what ``model`` (a name or path) computes, if any."""
+    from histdenoise.onnx_backend import ONNX_NAME, _shipped_onnx
+
+    if not isinstance(model, (str, os.PathLike)):
+        return None
+    text = os.fspath(model)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path if path.suffix.lower() == ".onnx" else None
+    if path.is_dir():
+        onnx_file = path / ONNX_NAME
+    elif os.sep in text or "/" in text or path.suffix:
+        return None
+    else:
+        onnx_file = _shipped_onnx(text)
+    if onnx_file is None or not onnx_file.is_file():
+        return None
+    return onnx_file
+
+
+def _same_weights(onnx_file: Path, exported_sha256: str) -> bool:
+    """Whether ``onnx_file`` (whose card records ``exported_sha256``) was exported from the
+    weights beside it, if there are any (``model.weights.h5`` and its ``model.json``).
+    A stale graph is logged, and ``backend="auto"`` runs TensorFlow instead."""
+    weights, card_file = onnx_file.with_name("model.weights.h5"), onnx_file.with_name("model.json")
+    if not weights.is_file():
+        return True  # an export folder: the graph is the model
+    try:
+        native = json.loads(card_file.read_text(encoding="utf-8")).get("weights_sha256", "")
+    except (OSError, ValueError, AttributeError):
+        native = ""
+    if native and exported_sha256 == native:
+        return True
+    logging.getLogger("histdenoise").warning(
+        "%s: not exported from the %s beside it; running TensorFlow instead (regenerate "
+        "it with `histdenoise export`, see histdenoise.export)", onnx_file, weights.name
+    )
+    return False
 
 
 def _apply_strength(x: np.ndarray, y: np.ndarray, strength: float) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Export the network for other runtimes: ONNX (via tf2onnx) and TensorFlow SavedModel.
+"""Export the network for other runtimes: ONNX and TensorFlow SavedModel.
 
 Only what inference needs is exported: the spectrogram ``(batch, frames, bins, 2)`` float32
 (real and imaginary parts, ``bins`` = 1025) in, the stage-2 estimate of the same shape out,
@@ -6,7 +6,9 @@ with the batch and frames axes dynamic. ``OUT`` is always a folder:
 
 ONNX (``format="onnx"``)::
 
-    OUT/model.onnx   input "spectrogram", output "denoised"; the model card as JSON in
+    OUT/model.onnx   input "spectrogram", output "denoised" (written from the weights by
+                     `histdenoise.onnx_graph`: channels-first inside, no conditionals,
+                     a third of a second to load); the model card as JSON in
                      metadata_props["histdenoise_card"], the export record in
                      metadata_props["histdenoise_export"]
     OUT/model.json   the model card plus "export": the export record
@@ -22,12 +24,16 @@ The export record holds the format, opset, software versions, the frame counts a
 batch size the export was checked with and the largest difference from TensorFlow found
 there, relative to the largest output magnitude. Run an ONNX export without TensorFlow
 with `histdenoise.onnx_backend.OnnxNetwork`, or ``Denoiser(OUT, backend="onnxruntime")``.
+
+The shipped ``checkpoints/bundled/model.onnx`` is regenerated from
+``checkpoints/bundled/model.weights.h5`` (after retraining) with one command::
+
+    python -m histdenoise.export bundled
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -205,10 +211,10 @@ def _software(format: str) -> dict[str, str]:
     versions["keras"] = keras.__version__
     if format == "onnx":
         import onnx
-        import tf2onnx
+        import onnxruntime
 
-        versions["tf2onnx"] = tf2onnx.__version__
         versions["onnx"] = onnx.__version__
+        versions["onnxruntime"] = onnxruntime.__version__
     return versions
 
 
@@ -227,33 +233,28 @@ def _serving_function(model, bins: int):
 
 
 def _write_onnx(model, bins: int, folder: Path, source):
-    """Convert with tf2onnx into ``folder/model.onnx``; return a runner for the check."""
+    """Write ``folder/model.onnx`` (`histdenoise.onnx_graph`: NCHW, no ``If`` nodes);
+    return a runner for the check."""
     import onnx
-    import onnxruntime as ort
-    import tf2onnx
 
-    serve, spec = _serving_function(model, bins)
-    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    from histdenoise.onnx_backend import session_options
+    from histdenoise.onnx_graph import build_onnx
+
+    if getattr(model, "histdenoise_config", None) is None:
+        raise ExportError(f"{source}: ONNX export needs a histdenoise network (no config)")
     try:
-        proto, _ = tf2onnx.convert.from_function(
-            serve,
-            input_signature=[spec],
-            opset=OPSET,
-            custom_op_handlers=_FIXED_HANDLERS,
-        )
+        proto = build_onnx(model, OPSET)
+        onnx.checker.check_model(proto)
     except Exception as exc:
         raise ExportError(f"{source}: ONNX conversion failed ({first_line(exc)})") from None
-    for value in (*proto.graph.input, *proto.graph.output):
-        dims = value.type.tensor_type.shape.dim
-        for dim, name in zip(dims[:2], ("batch", "frames"), strict=True):
-            dim.ClearField("dim_value")
-            dim.dim_param = name
     proto.doc_string = "histdenoise two-stage U-Net: denoised spectrogram (stage 2)"
     path = folder / ONNX_NAME
     onnx.save(proto, str(path))
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(
+        str(path), session_options(), providers=["CPUExecutionProvider"]
+    )
     return lambda x: session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
 
 
@@ -299,63 +300,50 @@ def _add_metadata(path: Path, card: dict, record: dict) -> None:
 
 
 
-# --------------------------------------------------------------------------- tf2onnx fixes
-# tf2onnx (1.17) converts integer FloorMod and FloorDiv with ONNX Div, which truncates
-# toward zero in onnxruntime: -1 floormod 6 becomes -1 instead of 5. The network's mirror
-# padding computes its indices with a floor modulo of negative numbers (see
-# `histdenoise.network.symmetric_pad`), so the stock conversion is wrong at every edge
-# (about 0.6-0.9 of max |output|). These handlers replace both ops with exact versions.
-def _is_integer(ctx, name: str) -> bool:
-    from onnx import TensorProto
+def refresh_shipped_onnx(name: str = "bundled") -> tuple[Path, float]:
+    """Rewrite the ``model.onnx`` shipped beside a registry model's weights from those
+    weights (after retraining), checked against TensorFlow as `export_model` checks.
 
-    return ctx.get_dtype(name) in (
-        TensorProto.INT8,
-        TensorProto.INT16,
-        TensorProto.INT32,
-        TensorProto.INT64,
-        TensorProto.UINT8,
-        TensorProto.UINT16,
-        TensorProto.UINT32,
-        TensorProto.UINT64,
-    )
+    Returns:
+        The ``model.onnx`` path and the export's largest relative difference from
+        TensorFlow.
+    """
+    import shutil
+    import tempfile
 
+    from histdenoise.registry import load_registry
 
-def _replace(ctx, node) -> tuple[list[str], dict]:
-    """Remove ``node``; return its inputs and what a replacement needs to take its place."""
-    inputs = list(node.input)
-    keep = {
-        "name": node.name,
-        "outputs": list(node.output),
-        "shapes": node.output_shapes,
-        "dtypes": node.output_dtypes,
-    }
-    ctx.remove_node(node.name)
-    return inputs, keep
+    entry = load_registry().get(name)
+    folder = entry.local_path() if entry is not None else None
+    if folder is None or not (folder / "model.weights.h5").is_file():
+        raise ExportError(f"{name}: not a registry model shipped with its weights")
+    with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
+        out = export_model(folder, Path(tmp) / "export", "onnx")
+        error = read_export(out)["export"]["max_error"]
+        shutil.move(str(out / ONNX_NAME), str(folder / f".{ONNX_NAME}.part"))
+        os.replace(folder / f".{ONNX_NAME}.part", folder / ONNX_NAME)
+    return folder / ONNX_NAME, error
 
 
-def _floor_mod(ctx, node, name, args) -> None:
-    """x - floor(x / y) * y: ONNX Mod with fmod=0 for integers (Python semantics)."""
-    integer = _is_integer(ctx, node.input[0])
-    (x, y), keep = _replace(ctx, node)
-    if integer:
-        ctx.make_node("Mod", [x, y], attr={"fmod": 0}, **keep)
-        return
-    q = ctx.make_node("Floor", [ctx.make_node("Div", [x, y]).output[0]])
-    ctx.make_node("Sub", [x, ctx.make_node("Mul", [q.output[0], y]).output[0]], **keep)
+def main(argv: list[str] | None = None) -> int:
+    """``python -m histdenoise.export [NAME]``: `refresh_shipped_onnx` (default bundled)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    path, error = refresh_shipped_onnx(args[0] if args else "bundled")
+    print(f"{path}: written, largest difference from TensorFlow {error:.2e} of max |output|")
+    return 0
 
 
-def _floor_div(ctx, node, name, args) -> None:
-    """floor(x / y): (x - floormod(x, y)) / y is exact for integers."""
-    integer = _is_integer(ctx, node.input[0])
-    (x, y), keep = _replace(ctx, node)
-    if integer:
-        mod = ctx.make_node("Mod", [x, y], attr={"fmod": 0})
-        exact = ctx.make_node("Sub", [x, mod.output[0]])
-        ctx.make_node("Div", [exact.output[0], y], **keep)
-        return
-    ctx.make_node("Floor", [ctx.make_node("Div", [x, y]).output[0]], **keep)
+__all__ = [
+    "FORMATS",
+    "OPSET",
+    "ExportRecord",
+    "export_model",
+    "read_export",
+    "refresh_shipped_onnx",
+]
 
 
-_FIXED_HANDLERS = {"FloorMod": (_floor_mod, []), "FloorDiv": (_floor_div, [])}
-
-__all__ = ["FORMATS", "OPSET", "ExportRecord", "export_model", "read_export"]
+if __name__ == "__main__":
+    raise SystemExit(main())

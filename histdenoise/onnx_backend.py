@@ -137,6 +137,21 @@ def default_providers() -> list[str]:
     return [p for p in wanted if p in available] or ["CPUExecutionProvider"]
 
 
+def session_options(threads: int | None = None):
+    """``onnxruntime.SessionOptions`` for the network: errors-only logging, ``threads``
+    intra-op threads (onnxruntime's default, one per core, if None), and worker threads
+    that sleep instead of spinning between operators (on a busy or shared CPU, spinning
+    takes the time other processes, and other files in flight, need)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    return options
+
+
 class OnnxNetwork:
     """An exported network run by ``onnxruntime.InferenceSession``.
 
@@ -165,13 +180,11 @@ class OnnxNetwork:
         import onnxruntime as ort
 
         self.path = find_onnx(source)
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # errors only
-        if threads:
-            options.intra_op_num_threads = int(threads)
         try:
             self.session = ort.InferenceSession(
-                str(self.path), sess_options=options, providers=providers or default_providers()
+                str(self.path),
+                sess_options=session_options(threads),
+                providers=providers or default_providers(),
             )
         except Exception as exc:
             raise CheckpointError(
@@ -238,4 +251,5 @@ __all__ = [
     "OnnxNetwork",
     "default_providers",
     "find_onnx",
+    "session_options",
 ]

@@ -283,7 +283,7 @@ def test_tensorflow_backend_without_tensorflow_is_one_line(tmp_path):
         "import sys\n"
         "sys.modules['tensorflow'] = sys.modules['keras'] = None  # as if not installed\n"
         "from histdenoise.cli import main\n"
-        f"sys.exit(main(['denoise', {str(src)!r}, '--quiet']))\n"
+        f"sys.exit(main(['denoise', {str(src)!r}, '--quiet', '--backend', 'tensorflow']))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO
@@ -294,6 +294,67 @@ def test_tensorflow_backend_without_tensorflow_is_one_line(tmp_path):
         "pip install tensorflow), or use --backend onnxruntime with an ONNX export"
     ]
     assert leftovers(tmp_path) == ["in.wav"]
+
+
+def test_the_default_command_runs_the_shipped_model_without_tensorflow(tmp_path):
+    """`histdenoise denoise FILE` (backend auto) runs the bundled model's ONNX graph: it
+    works where TensorFlow is not installed, and says so in the report."""
+    src = tmp_path / "in.wav"
+    sf.write(src, 0.1 * np.sin(np.arange(22050) / 7.0), 44100)
+    script = (
+        "import sys\n"
+        "sys.modules['tensorflow'] = sys.modules['keras'] = None  # as if not installed\n"
+        "from histdenoise.cli import main\n"
+        f"sys.exit(main(['denoise', {str(src)!r}, '--quiet']))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "in_report.json").read_text())
+    assert report["settings"]["backend"] == "onnxruntime"
+    assert report["model"]["name"] == "bundled"
+    assert leftovers(tmp_path) == ["in.wav", "in_denoised.wav", "in_report.json", "in_residual.wav"]
+
+
+def test_auto_backend_choice(sentinel, sentinel_onnx, tmp_path, caplog):
+    """auto: ONNX Runtime for a model whose ONNX graph records the weights beside it,
+    TensorFlow for TensorFlow-only options, bare checkpoints and stale graphs."""
+    import shutil
+
+    from histdenoise.denoiser import Denoiser, resolve_backend
+
+    assert resolve_backend(None) == ("onnxruntime", REPO / "checkpoints/bundled/model.onnx")
+    assert resolve_backend("bundled", precision="bfloat16") == ("tensorflow", "bundled")
+    assert resolve_backend("bundled", jit=True) == ("tensorflow", "bundled")
+    assert resolve_backend(sentinel) == ("tensorflow", sentinel)  # no model.onnx beside it
+    assert resolve_backend(sentinel_onnx)[0] == "onnxruntime"  # an export folder
+    paired = tmp_path / "paired"
+    shutil.copytree(sentinel, paired)
+    shutil.copy(sentinel_onnx / "model.onnx", paired / "model.onnx")
+    assert Denoiser(paired).backend == "onnxruntime"
+    import onnx
+
+    proto = onnx.load(str(paired / "model.onnx"))  # as if exported from earlier weights
+    meta = {p.key: p.value for p in proto.metadata_props}
+    stale = {**json.loads(meta[CARD_KEY]), "weights_sha256": "0" * 64}
+    onnx.helper.set_model_props(proto, {**meta, CARD_KEY: json.dumps(stale)})
+    onnx.save(proto, str(paired / "model.onnx"))
+    with caplog.at_level("WARNING", logger="histdenoise"):
+        d = Denoiser(paired)  # the graph was exported from other weights: not used
+    assert d.backend == "tensorflow"
+    assert "not exported from the model.weights.h5 beside it" in caplog.text
+
+
+def test_onnx_graph_is_channels_first_without_conditionals():
+    """The shipped graph (histdenoise.onnx_graph): no `If` nodes, and no transposes but
+    the two at its input and output; it loads in well under a second."""
+    import onnx
+
+    proto = onnx.load(str(REPO / "checkpoints" / "bundled" / "model.onnx"))
+    ops = [node.op_type for node in proto.graph.node]
+    assert "If" not in ops and ops.count("Transpose") == 2
+    assert ops.count("Conv") + ops.count("ConvTranspose") >= 100
 
 
 def test_package_exports_the_api():

@@ -122,6 +122,8 @@ def symmetric_pad(x, kernel_size: int):
     need = max(before, after)
     paddings = [[0, 0], [before, after], [before, after], [0, 0]]
     bins = x.shape[2]
+    if keras.backend.backend() == "torch":  # its "symmetric" pad mirrors without the edge
+        return _mirror_by_indices(x, before, after)
     if bins is None or bins <= need:
         return _mirror_by_indices(x, before, after)
     frames = x.shape[1]

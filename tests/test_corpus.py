@@ -10,9 +10,17 @@ import soundfile as sf
 
 corpus = pytest.importorskip("histdenoise.corpus")
 
-needs_synth = pytest.mark.skipif(
-    not corpus.available_soundfonts(), reason="no GM soundfont (apt-get install fluid-soundfont-gm)"
-)
+
+
+def _missing_tools() -> str:
+    try:
+        corpus.check_tools()
+    except corpus.CorpusError as exc:
+        return str(exc)
+    return ""
+
+
+needs_synth = pytest.mark.skipif(bool(_missing_tools()), reason=_missing_tools() or "tools found")
 
 
 def test_split_is_by_piece_and_stable():

@@ -29,7 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from histdenoise.data import DataConfig, ExampleSource, fixed_examples, make_dataset
+from histdenoise.data import (
+    DataConfig,
+    ExampleSource,
+    fixed_examples,
+    make_dataset,
+    split_pieces,
+)
 from histdenoise.errors import HistdenoiseError
 from histdenoise.network import NetworkConfig, build_network
 
@@ -258,7 +264,9 @@ class Trainer:
         }
 
     def run(self) -> dict:
-        """Train until ``steps`` or ``max_minutes``; returns the last validation figures."""
+        """Train until ``steps`` or ``max_minutes``; returns the last validation figures
+        (``step`` always; those of the last recorded validation when this run trained
+        nothing, as when a finished run is run again)."""
         from tqdm.auto import tqdm
 
         cfg = self.config
@@ -313,6 +321,10 @@ class Trainer:
                 if out_of_time:
                     break
         done = int(self.step.numpy()) >= cfg.steps
+        if not last:  # nothing validated this run (e.g. a finished run run again)
+            recorded = read_history(self.run_dir)
+            last = dict(recorded[-1]) if recorded else {}
+            last["step"] = int(self.step.numpy())
         last["finished"] = done
         last["steps_this_run"] = int(self.step.numpy()) - start_step
         return last
@@ -340,6 +352,7 @@ class Trainer:
                 "steps_done": int(self.step.numpy()),
                 "train_pieces": len(self.train_source.pieces),
             },
+            training_pieces=split_pieces(self.config.data.corpus, "train"),
             metrics=metrics or {},
         )
         return save_native(model, folder, card, overwrite=True)

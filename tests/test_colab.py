@@ -51,7 +51,7 @@ def install_targets(path: Path) -> tuple[str, ...]:
     """The pip arguments of a notebook's install cell (after ``install -q``)."""
     nb = nbformat.read(path, as_version=4)
     cell = next(c for c in nb.cells if c.source.startswith("#@title Install"))
-    m = re.search(r'"pip", "install", "-q",\s*(.*?)\]', cell.source, re.S)
+    m = re.search(r'"pip", "install", "-q",\s*(.*?)\],\s*check=True', cell.source, re.S)
     assert m, f"{path.name}: no pip install in the install cell"
     return tuple(re.findall(r'"([^"]+)"', m.group(1)))
 

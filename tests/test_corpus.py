@@ -63,3 +63,21 @@ def test_build_small_corpus_and_resume(tmp_path):
     listed = corpus.read_corpus(tmp_path)
     assert len(listed) == 3
 
+
+
+@needs_synth
+def test_only_the_test_split_is_rendered(tmp_path):
+    """``splits=("test",)`` renders the test pieces of the same plan and nothing else;
+    a test set built from it records each piece's source score."""
+    from histdenoise.evaluate import TestsetConfig, build_testset, read_testset
+
+    plan = [j for j in corpus.plan_scores(2) if j.split == "test"]
+    cfg = corpus.CorpusConfig(per_category=2, orchestra=False, workers=1, max_seconds=6,
+                              splits=("test",))
+    rows = corpus.build_corpus(tmp_path / "c", cfg, progress=False)
+    assert [r["piece"] for r in rows] == [j.piece for j in plan] == ["choir-bach_bwv245.17"]
+    assert [r["split"] for r in rows] == ["test"]
+    build_testset([str(tmp_path / "c")], tmp_path / "ts",
+                  TestsetConfig(excerpts_per_piece=1, seconds=1.0, snrs=(6.0,)))
+    assert [it["source"] for it in read_testset(tmp_path / "ts")] == [
+        f"music21:{plan[0].source}"]

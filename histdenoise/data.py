@@ -115,6 +115,20 @@ def segment_samples(frames: int, cfg: StftConfig | None = None) -> int:
     return (frames - 1) * cfg.hop + cfg.n_fft
 
 
+def piece_key(row: dict) -> str:
+    """What identifies a piece across corpora and renderings: its ``source`` (the score or
+    recording it was made from, e.g. ``music21:haydn/opus1no1/movement2.mxl``), else its
+    ``piece`` name."""
+    return str(row.get("source") or row.get("piece") or "")
+
+
+def split_pieces(corpus: list[str], split: str) -> list[str]:
+    """Sorted `piece_key` of every piece of ``split`` in the corpora (a model card lists
+    its ``train`` split this way as ``training_pieces``)."""
+    return sorted({piece_key(row) for root in corpus for row in read_corpus(root)
+                   if row["split"] == split})
+
+
 class ExampleSource:
     """Random (noisy, clean) waveform pairs from one split.
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,13 +95,16 @@ def build_testset(corpus: list[str], out: str | Path, config: TestsetConfig | No
     """Write a test set from the corpora's chosen splits into ``out``; returns the csv path."""
     import soundfile as sf
 
-    from histdenoise.data import DataConfig, ExampleSource
+    from histdenoise.corpus import read_corpus
+    from histdenoise.data import DataConfig, ExampleSource, piece_key
     from histdenoise.degradations import RecordingChain, mix
 
     config = config or TestsetConfig()
     unknown = set(config.conditions) - set(CONDITIONS)
     if unknown:
         raise HistdenoiseError(f"unknown test conditions {sorted(unknown)}; known: {CONDITIONS}")
+    keys = {(Path(root) / row["file"]).as_posix(): piece_key(row)
+            for root in corpus for row in read_corpus(root)}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     frames = int(config.seconds * 44100 - 2048) // 512 + 1
@@ -148,6 +152,7 @@ def build_testset(corpus: list[str], out: str | Path, config: TestsetConfig | No
                     sf.write(out / f"{stem}_clean.flac", ref, 44100, subtype="PCM_24")
                     rows.append({"noisy": f"{stem}_noisy.flac", "clean": f"{stem}_clean.flac",
                                  "snr_db": snr, "category": category, "piece": path.stem,
+                                 "source": keys.get(path.as_posix(), path.stem),
                                  "condition": condition})
     table = out / "testset.csv"
     with open(table, "w", newline="", encoding="utf-8") as f:
@@ -178,6 +183,17 @@ def band_levels_db(x: np.ndarray, sr: int = 44100) -> np.ndarray:
                      for lo, hi in BANDS_HZ])
 
 
+def training_overlap(card, items: list[dict]) -> list[str]:
+    """The test pieces (`histdenoise.data.piece_key` names) that ``card``'s model was
+    trained on, by its card's ``training_pieces``; empty when the card lists none."""
+    listed = list(getattr(card, "training_pieces", None) or [])
+    listed += list((getattr(card, "training", None) or {}).get("training_pieces", []))
+    known = {str(p) for p in listed} | {str(p).split(":", 1)[-1] for p in listed}
+    return sorted({it.get("source") or it["piece"] for it in items
+                   if {it.get("source", ""), it["piece"],
+                       str(it.get("source", "")).split(":", 1)[-1]} & known - {""}})
+
+
 def read_testset(folder: str | Path) -> list[dict]:
     folder = Path(folder)
     table = folder / "testset.csv"
@@ -206,7 +222,9 @@ def evaluate(
     Returns:
         ``(rows, info)``: one row per example and method (``method``, ``snr_db``,
         ``category``, ``snr_out``, ``si_sdr_out``, ``snr_improvement``,
-        ``si_sdr_improvement``), and ``info`` with the chosen noisereduce settings.
+        ``si_sdr_improvement``), and ``info`` with the chosen noisereduce settings and
+        ``training_overlap``: test pieces the model's card lists among its training pieces
+        (a `UserWarning` names them; the scores then overstate the model).
     """
     import soundfile as sf
     from tqdm.auto import tqdm
@@ -216,6 +234,13 @@ def evaluate(
     folder = Path(testset)
     items = read_testset(folder)
     denoiser = model if isinstance(model, Denoiser) else Denoiser(model, batch_size=4)
+    overlap = training_overlap(denoiser.card, items)
+    if overlap:
+        pieces = len({it.get("source") or it["piece"] for it in items})
+        warnings.warn(
+            f"{denoiser.card.name} was trained on {len(overlap)} of this test set's {pieces} "
+            f"pieces ({', '.join(overlap[:3])}{', ...' if len(overlap) > 3 else ''}): its "
+            "scores overstate how it does on music it never heard", UserWarning, stacklevel=2)
     pairs = []
     for it in items:
         noisy, _ = sf.read(folder / it["noisy"], dtype="float32")
@@ -224,7 +249,7 @@ def evaluate(
     outputs: dict[str, list[np.ndarray]] = {"input": [p[1] for p in pairs], "model": []}
     for _, noisy, _ in tqdm(pairs, desc="model", disable=not progress):
         outputs["model"].append(denoiser.denoise(noisy, 44100)[0])
-    info = {"model": denoiser.card.name}
+    info = {"model": denoiser.card.name, "training_overlap": overlap}
     if baselines:
         best, best_score = None, -np.inf
         for settings in tqdm(NOISEREDUCE_GRID, desc="noisereduce grid", disable=not progress):

@@ -59,6 +59,9 @@ class ModelCard:
         licence: SPDX identifier of the weights' licence.
         source: where the weights come from (converted file, training run).
         training: data and settings of training (free-form).
+        training_pieces: the pieces of its training split, as `histdenoise.data.piece_key`
+            names them (corpus ``source``, e.g. ``music21:haydn/opus1no1/movement2.mxl``, or
+            piece name); `histdenoise.evaluate.evaluate` warns when a test set uses any.
         metrics: measured quality (free-form, with units in the keys).
         weights_sha256: sha256 of ``model.weights.h5``; checked on load.
         software: versions that wrote the checkpoint.
@@ -72,6 +75,7 @@ class ModelCard:
     licence: str = ""
     source: str = ""
     training: dict = field(default_factory=dict)
+    training_pieces: list[str] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
     weights_sha256: str = ""
     software: dict = field(default_factory=dict)

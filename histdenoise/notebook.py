@@ -34,27 +34,104 @@ def gpu_status() -> str:
     return "No GPU: running on the CPU." + hint
 
 
-def play(audio: np.ndarray, samplerate: int, label: str | None = None):
-    """An audio player for (samples,) or (samples, channels) audio, at its true level.
+PREVIEW_SECONDS = 30.0
+"""Players and spectrograms show this much of each recording (the files hold it all)."""
+MAX_PREVIEW_SECONDS = 60.0
+"""Longest preview a player or spectrogram shows, whatever is asked: pages stay light."""
+PLAYER_MAX_BYTES = 2_000_000
+"""Largest encoded audio one player embeds (the page holds it base64, a third more)."""
+EMBED_MAX_BYTES = 2_000_000
+"""Largest result file offered as an in-page download link; bigger ones are files only."""
 
-    Returns an IPython display object (an HTML block with the label when given).
+
+def preview_seconds(seconds: float | None) -> float:
+    """The preview length actually shown, seconds: ``seconds`` within
+    (0, `MAX_PREVIEW_SECONDS`]; None means the maximum."""
+    if seconds is None or not seconds > 0:
+        return MAX_PREVIEW_SECONDS
+    return float(min(seconds, MAX_PREVIEW_SECONDS))
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds // 60)}:{seconds % 60:04.1f}" if seconds >= 60 else f"{seconds:.1f} s"
+
+
+def encode_preview(
+    audio: np.ndarray, samplerate: int, max_bytes: int = PLAYER_MAX_BYTES
+) -> tuple[bytes, str, float]:
+    """Audio for an in-page player: MP3 (about 140 kbit/s) of as much of ``audio`` as fits
+    ``max_bytes`` (16-bit WAV where libsndfile cannot write MP3); clipped audio is scaled
+    to full scale, anything quieter keeps its true level.
+
+    Args:
+        audio: (samples,) or (samples, channels) float, any sample rate (resampled to
+            44.1 kHz for MP3 when MP3 does not support it).
+
+    Returns:
+        ``(data, mime type, seconds encoded)``.
     """
-    from IPython.display import HTML, Audio
+    import io
+
+    import soundfile as sf
 
     x = np.asarray(audio, np.float32)
-    data = x.T if x.ndim == 2 else x
-    peak = float(np.max(np.abs(data))) if data.size else 0.0
-    player = Audio(data, rate=samplerate, normalize=peak > 1.0)
-    if label is None:
-        return player
-    return HTML(f"<div><b>{label}</b><br>{player._repr_html_()}</div>")
+    x = x[: int(MAX_PREVIEW_SECONDS * samplerate)]
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    if peak > 1.0:
+        x = x / peak
+    sr = samplerate
+    if "MP3" in sf.available_formats():
+        if sr not in (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000):
+            import soxr
+
+            x, sr = soxr.resample(x, sr, 44100).astype(np.float32), 44100
+        for _ in range(3):  # about 10 kB/s mono, 18 kB/s stereo; cut and redo if too big
+            buf = io.BytesIO()
+            sf.write(buf, x, sr, format="MP3")
+            data, mime = buf.getvalue(), "audio/mpeg"
+            if len(data) <= max_bytes:
+                break
+            x = x[: int(len(x) * 0.9 * max_bytes / len(data))]
+    else:
+        x = x[: int((max_bytes - 44) / (2 * (1 if x.ndim == 1 else x.shape[1])))]
+        buf = io.BytesIO()
+        sf.write(buf, x, sr, format="WAV", subtype="PCM_16")
+        data, mime = buf.getvalue(), "audio/wav"
+    return data, mime, len(x) / sr
+
+
+def play(audio: np.ndarray, samplerate: int, label: str | None = None,
+         max_seconds: float | None = None, duration: float | None = None):
+    """A light audio player for (samples,) or (samples, channels) audio, at its true level.
+
+    At most ``max_seconds`` (bounded by `MAX_PREVIEW_SECONDS`) and `PLAYER_MAX_BYTES` are
+    embedded, as MP3; when that is less than the recording (``duration`` seconds when
+    ``audio`` is already an excerpt of it), the label says what is shown.
+    Returns an IPython HTML object.
+    """
+    import base64
+
+    from IPython.display import HTML
+
+    x = np.asarray(audio, np.float32)
+    total = max(duration or 0.0, len(x) / samplerate)
+    x = x[: int(preview_seconds(max_seconds) * samplerate)]
+    data, mime, shown = encode_preview(x, samplerate)
+    note = ""
+    if shown < total - 0.05:
+        note = f" <small>(first {_clock(shown)} of {_clock(total)})</small>"
+    title = f"<b>{escape(label)}</b>{note}<br>" if label is not None or note else ""
+    src = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+    return HTML(f"<div>{title}<audio controls preload='metadata' src='{src}'></audio></div>")
 
 
 def upload(folder: str | Path = "uploads") -> list[Path]:
     """Ask for files and save them into ``folder``; returns their paths.
 
-    In Colab this is Colab's upload dialog; elsewhere use `upload_widget` (a notebook
-    cannot block waiting for a widget), so this returns an empty list.
+    In Colab this is Colab's own upload dialog (no size limit; ``google.colab`` is
+    imported here, only there), and a cancelled dialog says so; elsewhere use
+    `upload_widget` (a notebook cannot block waiting for a widget), so this returns an
+    empty list.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -67,15 +144,22 @@ def upload(folder: str | Path = "uploads") -> list[Path]:
         path = folder / Path(name).name
         path.write_bytes(data)
         saved.append(path)
+    if not saved:
+        print("No file uploaded: run this cell again to choose recordings "
+              "(or choose the example).")
     return saved
 
 
 def save_uploads(value, folder: str | Path = "uploads") -> list[Path]:
-    """Write the files held by an ``ipywidgets.FileUpload`` value into ``folder``."""
+    """Write the files held by an ``ipywidgets.FileUpload`` value into ``folder``: a
+    tuple of dicts (ipywidgets 8) or a dict of name -> {"content": ...} (ipywidgets 7,
+    as Colab ships)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(value, dict):
+        value = [{"name": name, "content": item["content"]} for name, item in value.items()]
     saved = []
-    for item in value:
+    for item in value or ():
         name = item["name"] if isinstance(item, dict) else item.name
         content = item["content"] if isinstance(item, dict) else item.content
         path = folder / Path(name).name
@@ -140,10 +224,6 @@ def example_recording(clean: bool = False) -> Path:
     return Path(__file__).resolve().parent.parent / "examples" / name
 
 
-PREVIEW_SECONDS = 30.0
-"""Players and spectrograms show this much of each recording (the files hold it all)."""
-
-
 def read_excerpt(path: str | Path, seconds: float | None = PREVIEW_SECONDS):
     """The first ``seconds`` of an audio file (all of it for None): ((samples, channels)
     float32, sample rate Hz)."""
@@ -156,18 +236,28 @@ def read_excerpt(path: str | Path, seconds: float | None = PREVIEW_SECONDS):
 
 
 def result_view(result, seconds: float | None = PREVIEW_SECONDS) -> tuple[bytes, str]:
-    """A `FileResult` for display, each file read once: PNG spectrograms of input,
-    denoised and residual (one colour scale, log frequency) and HTML with their three
-    labelled players side by side."""
+    """A `FileResult` for display, each file read once (its first ``seconds``, at most
+    `MAX_PREVIEW_SECONDS`): PNG spectrograms of input, denoised and residual (one colour
+    scale, log frequency) and HTML with their three labelled players side by side, each
+    saying how much of the recording it holds."""
+    import soundfile as sf
+
     from histdenoise.plotting import specplot, to_png
 
+    seconds = preview_seconds(seconds)
+    duration = sf.info(str(result.input)).duration
     signals, sr = {}, 44100
     for label, path in (("input", result.input), ("denoised", result.denoised),
                         ("residual", result.residual)):
         signals[label], sr = read_excerpt(path, seconds)
-    png = to_png(specplot(signals, sr, title=Path(result.input).name))
-    cells = "".join(f"<div style='margin-right:1em'>{play(x, sr, label)._repr_html_()}</div>"
-                    for label, x in signals.items())
+    title = Path(result.input).name
+    if duration > seconds:
+        title += f" (first {_clock(seconds)} of {_clock(duration)})"
+    png = to_png(specplot(signals, sr, title=title))
+    cells = "".join(
+        f"<div style='margin-right:1em'>"
+        f"{play(x, sr, label, seconds, duration)._repr_html_()}</div>"
+        for label, x in signals.items())
     return png, f"<div style='display:flex;flex-wrap:wrap'>{cells}</div>"
 
 
@@ -205,13 +295,18 @@ class DenoiseApp:
     progress bar, and per file the spectrograms, players and a download link.
 
     Display it with ``display(app.ui)`` (or just ``app`` as a cell's last line).
-    ``app.denoise(paths)`` does what the button does, for scripts and tests.
+    ``app.denoise(paths)`` does what the button does, for scripts and tests. The button
+    denoises ``files`` and what was uploaded with the interface's chooser; with neither it
+    says so (it never picks the example by itself). In Colab the chooser is hidden (its
+    widget fails there for files over about 1 MB): files come from Colab's own dialog
+    (`ask_for_recordings`) through ``files``.
 
     Args:
         model: registry name or checkpoint path selected at start.
         out_dir: where results are written.
         upload_dir: where uploaded files are saved.
-        seconds: length of the previews, seconds.
+        seconds: length of the previews, seconds (at most `MAX_PREVIEW_SECONDS`).
+        files: recordings chosen before (Colab's upload dialog, or the example).
     """
 
     def __init__(
@@ -220,12 +315,15 @@ class DenoiseApp:
         out_dir: str | Path = "denoised",
         upload_dir: str | Path = "uploads",
         seconds: float | None = PREVIEW_SECONDS,
+        files: list[str | Path] | None = None,
     ):
         import ipywidgets as w
 
         from histdenoise.registry import DEFAULT_MODEL, list_models
 
-        self.out_dir, self.upload_dir, self.seconds = Path(out_dir), Path(upload_dir), seconds
+        self.out_dir, self.upload_dir = Path(out_dir), Path(upload_dir)
+        self.seconds = preview_seconds(seconds)
+        self.files = [Path(f) for f in files or []]
         names = list_models()
         model = model or DEFAULT_MODEL
         if model not in names:
@@ -240,7 +338,12 @@ class DenoiseApp:
         self.stereo = w.Checkbox(value=True, description="Keep stereo")
         self.button = w.Button(description="Denoise", button_style="primary", icon="magic")
         self.progress, self._callback = progress_bar()
-        self.status = w.HTML("Upload recordings (or press Denoise for the example).")
+        if in_colab():
+            self.chooser.layout.display = "none"
+        chosen = ", ".join(escape(f.name) for f in self.files)
+        self.status = w.HTML(f"Ready: {chosen}." if chosen else (
+            "Upload recordings with the cell above, then press Denoise." if in_colab()
+            else "Upload recordings, then press Denoise."))
         self.output = w.VBox()
         self.button.on_click(lambda _: self.denoise())
         self.ui = w.VBox([
@@ -267,12 +370,16 @@ class DenoiseApp:
         return self._denoisers[name]
 
     def denoise(self, paths: list[str | Path] | None = None) -> list:
-        """Denoise ``paths`` (default: the uploaded files, else the example recording) and
-        show the results; errors are shown one line per file, never raised."""
+        """Denoise ``paths`` (default: ``files`` and the uploaded files) and show the
+        results; errors are shown one line per file, never raised."""
         import ipywidgets as w
 
         if paths is None:
-            paths = save_uploads(self.chooser.value, self.upload_dir) or [example_recording()]
+            paths = self.files + save_uploads(self.chooser.value, self.upload_dir)
+        if not paths:
+            self.status.value = ("Nothing to denoise: upload recordings first "
+                                 "(or choose the example).")
+            return []
         self.button.disabled = True
         self.status.value = f"Denoising {len(paths)} file(s)..."
         try:
@@ -372,22 +479,62 @@ def denoise_files(
     return results, problems
 
 
-def ask_for_recordings(source: str = "upload", folder: str | Path = "uploads") -> list[Path]:
+def ask_for_recordings(
+    source: str = "upload", folder: str | Path = "uploads", chooser: bool = True
+) -> list[Path]:
     """Recordings to work on: ``"example"`` gives the shipped example; ``"upload"`` opens
-    Colab's upload dialog, or elsewhere shows a file chooser and returns a list that fills
-    as files are chosen (run the next cell afterwards)."""
+    Colab's own upload dialog in Colab, or elsewhere (with ``chooser``) shows a file
+    chooser and returns a list that fills as files are chosen (run the next cell
+    afterwards). Never falls back to the example by itself."""
     if source == "example":
         return [example_recording()]
     if source != "upload":
         raise ValueError(f"source must be 'example' or 'upload', not {source!r}")
     if in_colab():
         return upload(folder)
+    if not chooser:
+        print("Choose recordings with the interface's Upload button below.")
+        return []
     from IPython.display import display
 
     chosen: list[Path] = []
     display(upload_widget(chosen.extend, folder))
-    print("Choose recordings above, then run the next cell (the example is used if none).")
+    print("Choose recordings above, then run the next cell.")
     return chosen
+
+
+def ensure_fluidsynth() -> bool:
+    """Whether the corpus builder can run (FluidSynth, a GM soundfont, music21). In Colab
+    what is missing is installed (apt-get, pip); elsewhere one line says what to run."""
+    import subprocess
+    import sys
+
+    from histdenoise.corpus import CorpusError, check_tools
+
+    try:
+        check_tools()
+        return True
+    except CorpusError as exc:
+        problem = str(exc)
+    if in_colab():
+        print("Installing FluidSynth and a GM soundfont (apt-get, about a minute)...")
+        apt = ["apt-get", "install", "-y", "-qq", "fluidsynth", "fluid-soundfont-gm"]
+        if subprocess.run(apt, capture_output=True).returncode != 0:
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
+            subprocess.run(apt, capture_output=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "pyfluidsynth",
+                        "music21"], capture_output=True)
+        import importlib
+
+        importlib.invalidate_caches()
+        try:
+            check_tools()
+            return True
+        except CorpusError as exc:
+            problem = str(exc)
+    print(f"{problem}. Run `sudo apt-get install fluidsynth fluid-soundfont-gm && "
+          "pip install pyfluidsynth music21`, then this notebook again.")
+    return False
 
 
 def show_figure(fig) -> None:
@@ -399,15 +546,20 @@ def show_figure(fig) -> None:
     display(Image(data=to_png(fig), format="png"))
 
 
-def _download_link(path: Path, limit_bytes: int = 64_000_000) -> str:
+def _download_link(path: Path, limit_bytes: int = EMBED_MAX_BYTES) -> str:
     """An HTML link that downloads ``path`` from the page itself (works in Voilà and
-    Colab alike); just the path when the file is too big to embed."""
+    Colab alike) when it is at most ``limit_bytes``; bigger files are never embedded:
+    the line says where the file is (Colab: the Files panel or the Download cell)."""
     import base64
     import mimetypes
 
     path = Path(path)
-    if path.stat().st_size > limit_bytes:
-        return f"Saved to <code>{escape(str(path))}</code>"
+    size = path.stat().st_size
+    if size > limit_bytes:
+        where = ("Files panel, or run the Download cell" if in_colab()
+                 else "the file browser, or run the Download cell")
+        return (f"Saved to <code>{escape(str(path))}</code> ({size / 1e6:.1f} MB: "
+                f"download it from {where})")
     mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return (f"<a download='{escape(path.name)}' href='data:{mime};base64,{data}'>"

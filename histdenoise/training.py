@@ -38,7 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
-from histdenoise.data import BatchStream, DataConfig, ExampleSource, fixed_examples
+from histdenoise.data import (
+    BatchStream,
+    DataConfig,
+    ExampleSource,
+    fixed_examples,
+    split_pieces,
+)
 from histdenoise.errors import HistdenoiseError
 from histdenoise.network import NetworkConfig, build_network
 
@@ -360,7 +366,9 @@ class Trainer:
         return losses
 
     def run(self) -> dict:
-        """Train until ``steps`` or ``max_minutes``; returns the last validation figures."""
+        """Train until ``steps`` or ``max_minutes``; returns the last validation figures
+        (``step`` always; those of the last recorded validation when this run trained
+        nothing, as when a finished run is run again)."""
         from tqdm.auto import tqdm
 
         cfg = self.config
@@ -368,7 +376,7 @@ class Trainer:
         deadline = start_time + 60 * cfg.max_minutes if cfg.max_minutes else 0.0
         start_step = self.step
         history = self.run_dir / "history.csv"
-        last: dict = {"step": start_step}
+        last: dict = {}
         with tqdm(total=cfg.steps, initial=start_step, unit="step", desc="train",
                   disable=not self.progress) as bar:
             while self.step < cfg.steps:
@@ -388,6 +396,10 @@ class Trainer:
                 bar.write(json.dumps(last))
                 if out_of_time:
                     break
+        if not last:  # nothing validated this run (e.g. a finished run run again)
+            recorded = read_history(self.run_dir)
+            last = dict(recorded[-1]) if recorded else {}
+            last["step"] = self.step
         last["finished"] = self.step >= cfg.steps
         last["steps_this_run"] = self.step - start_step
         return last
@@ -413,8 +425,8 @@ class Trainer:
                 "steps_done": self.step,
                 "backend": self.backend,
                 "train_pieces": len(self.train_source.pieces),
-                "training_pieces": sorted(p.stem for p, _ in self.train_source.pieces),
             },
+            training_pieces=split_pieces(self.config.data.corpus, "train"),
             metrics=metrics or {},
         )
         return save_native(model, folder, card, overwrite=True)

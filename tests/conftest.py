@@ -14,7 +14,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from tests.httpserver import ModelServer
 
 REPO = Path(__file__).resolve().parent.parent
-REFERENCE = REPO.parent / "shared" / "reference"
+# Vendored from the project's shared reference data (see tests/reference/README.md):
+# no test reads anything outside the repository.
+REFERENCE = REPO / "tests" / "reference"
 SMALL_CKPT = REFERENCE / "small_checkpoint"
 
 

@@ -10,9 +10,17 @@ import soundfile as sf
 
 corpus = pytest.importorskip("histdenoise.corpus")
 
-needs_synth = pytest.mark.skipif(
-    not corpus.available_soundfonts(), reason="no GM soundfont (apt-get install fluid-soundfont-gm)"
-)
+
+
+def _missing_tools() -> str:
+    try:
+        corpus.check_tools()
+    except corpus.CorpusError as exc:
+        return str(exc)
+    return ""
+
+
+needs_synth = pytest.mark.skipif(bool(_missing_tools()), reason=_missing_tools() or "tools found")
 
 
 def test_split_is_by_piece_and_stable():
@@ -55,3 +63,21 @@ def test_build_small_corpus_and_resume(tmp_path):
     listed = corpus.read_corpus(tmp_path)
     assert len(listed) == 3
 
+
+
+@needs_synth
+def test_only_the_test_split_is_rendered(tmp_path):
+    """``splits=("test",)`` renders the test pieces of the same plan and nothing else;
+    a test set built from it records each piece's source score."""
+    from histdenoise.evaluate import TestsetConfig, build_testset, read_testset
+
+    plan = [j for j in corpus.plan_scores(2) if j.split == "test"]
+    cfg = corpus.CorpusConfig(per_category=2, orchestra=False, workers=1, max_seconds=6,
+                              splits=("test",))
+    rows = corpus.build_corpus(tmp_path / "c", cfg, progress=False)
+    assert [r["piece"] for r in rows] == [j.piece for j in plan] == ["choir-bach_bwv245.17"]
+    assert [r["split"] for r in rows] == ["test"]
+    build_testset([str(tmp_path / "c")], tmp_path / "ts",
+                  TestsetConfig(excerpts_per_piece=1, seconds=1.0, snrs=(6.0,)))
+    assert [it["source"] for it in read_testset(tmp_path / "ts")] == [
+        f"music21:{plan[0].source}"]

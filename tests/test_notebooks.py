@@ -39,10 +39,15 @@ def set_params(nb, **values) -> None:
     assert found == set(values), f"no form field for {set(values) - found}"
 
 
-def run(path: Path, cwd: Path, **params):
-    """Execute a copy of the notebook in ``cwd``; returns the executed notebook."""
+def run(path: Path, cwd: Path, twice: bool = False, **params):
+    """Execute a copy of the notebook in ``cwd`` (``twice``: all cells, then all again in
+    the same kernel, as *Run all* run twice does); returns the executed notebook."""
     nb = load(path)
     set_params(nb, **params)
+    if twice:
+        nb.cells = nb.cells + [nbformat.from_dict(dict(c)) for c in nb.cells]
+        for i, cell in enumerate(nb.cells):
+            cell.id = f"cell-{i}"
     NotebookClient(nb, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(cwd)}}).execute()
     return nb
@@ -100,9 +105,9 @@ def workdir(tmp_path, monkeypatch):
 def test_colab_demo_downloads_the_published_weights_and_denoises(
     workdir, tmp_path, monkeypatch, server, small_zip_bytes
 ):
-    """The demo's default path: the moliner2022 entry downloaded over HTTP (here the
-    reference's small checkpoint, packed like the release, from 127.0.0.1), the upload
-    chooser (no Colab here) falling back to the example, players, spectrograms, zip."""
+    """The demo's default model: the moliner2022 entry downloaded over HTTP (here the
+    reference's small checkpoint, packed like the release, from 127.0.0.1), the example
+    chosen, players, spectrograms, zip."""
     server.files["/checkpoint.zip"] = small_zip_bytes
     shipped = json.loads((REPO / "checkpoints" / "registry.json").read_text())
     entry = shipped["models"]["moliner2022"]
@@ -114,9 +119,8 @@ def test_colab_demo_downloads_the_published_weights_and_denoises(
     registry.write_text(json.dumps(shipped))
     monkeypatch.setenv("HISTDENOISE_REGISTRY", str(registry))
 
-    nb = run(REPO / "colab" / "demo.ipynb", workdir, PREVIEW_SECONDS=4)
+    nb = run(REPO / "colab" / "demo.ipynb", workdir, PREVIEW_SECONDS=4, SOURCE="example")
     assert [p for p, _ in server.requests] == ["/checkpoint.zip"]
-    assert count(nb, "application/vnd.jupyter.widget-view+json") >= 1  # the upload chooser
     assert count(nb, "image/png") == 1
     assert count(nb, "text/html", "<audio") == 3
     assert "histdenoise_results.zip" in str([o.get("data", {}) for o in outputs(nb)])
@@ -162,12 +166,13 @@ def test_notebook_3_inside_the_model(workdir):
     assert len(si) == 3
 
 
-def test_notebook_4_trains_and_plots(workdir, corpus):  # noqa: F811
-    nb = run(REPO / "notebooks" / "04_train.ipynb", workdir, CORPUS=str(corpus),
+def test_notebook_4_trains_and_plots_and_runs_again(workdir, corpus):  # noqa: F811
+    nb = run(REPO / "notebooks" / "04_train.ipynb", workdir, twice=True, CORPUS=str(corpus),
              BUILD_CORPUS=False, STEPS=4, MINUTES=3, WIDTH=4, DEPTH=2)
     out = text(nb)
-    assert "train      2 pieces" in out and "model saved in" in out
-    assert count(nb, "image/png") == 2 and count(nb, "text/html", "<audio") == 3
+    assert out.count("train      2 pieces") == 2 and out.count("model saved in") == 2
+    assert "step 4 (finished, 4 this run)" in out and "step 4 (finished, 0 this run)" in out
+    assert count(nb, "image/png") == 4 and count(nb, "text/html", "<audio") == 6
     assert (workdir / "runs" / "notebook" / "model" / "model.json").is_file()
 
 
@@ -177,3 +182,66 @@ def test_notebook_5_evaluates_against_baselines(workdir, corpus):  # noqa: F811
     out = text(nb)
     assert "3 noisy excerpts" in out and "noisereduce" in out
     assert count(nb, "image/png") == 2
+
+
+def test_gpu_runtime_is_asked_only_where_it_helps():
+    wants = {p.relative_to(REPO).as_posix() for p in NOTEBOOKS
+             if load(p).metadata.get("accelerator") == "GPU"}
+    assert wants == {"colab/demo.ipynb", "notebooks/04_train.ipynb"}
+
+
+def test_teaching_notebooks_explain_their_plots():
+    words = {"02_degradations": ["Reading the spectrograms", "SNR_DB"],
+             "03_inside_the_model": ["SI-SDR", "first convolution of each stage", "mask"],
+             "04_train": ["loss", "overfitting", "SI-SDR improvement"],
+             "05_evaluate": ["SI-SDR", "improvement", "Bars above the line"]}
+    for name, needed in words.items():
+        nb = load(REPO / "notebooks" / f"{name}.ipynb")
+        prose = " ".join(c.source for c in nb.cells if c.cell_type == "markdown")
+        assert all(w in prose for w in needed), name
+        assert "every layer" not in prose
+        assert sum(c.cell_type == "markdown" for c in nb.cells) >= 3, name
+
+
+@pytest.fixture
+def no_fluidsynth(tmp_path, monkeypatch):
+    """Kernels that cannot load libfluidsynth, as on a machine without FluidSynth: a
+    module in front of pyfluidsynth raising what it raises there."""
+    import os
+
+    shim = tmp_path / "no-fluidsynth"
+    shim.mkdir()
+    (shim / "fluidsynth.py").write_text(
+        'raise ImportError("Couldn\'t find the FluidSynth library.")\n')
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(shim), *filter(None, [os.environ.get("PYTHONPATH")])]))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_notebook_runs_twice_with_its_defaults_without_fluidsynth(
+    path, workdir, tmp_path, monkeypatch, server, small_zip_bytes, no_fluidsynth
+):
+    """Run all, twice in the same kernel, every setting at its default (the demo's
+    published model comes from 127.0.0.1). Without FluidSynth, notebooks 4 and 5 say in
+    one line what to install and skip what needs a corpus."""
+    server.files["/checkpoint.zip"] = small_zip_bytes
+    shipped = json.loads((REPO / "checkpoints" / "registry.json").read_text())
+    entry = shipped["models"]["moliner2022"]
+    entry["urls"] = [{"url": server.url("/checkpoint.zip")}]
+    entry["sha256"] = hashlib.sha256(small_zip_bytes).hexdigest()
+    entry["size"] = len(small_zip_bytes)
+    shipped["models"]["bundled"]["path"] = str(REPO / "checkpoints" / "bundled")
+    registry = tmp_path / "registry.json"
+    registry.write_text(json.dumps(shipped))
+    monkeypatch.setenv("HISTDENOISE_REGISTRY", str(registry))
+
+    nb = run(path, workdir, twice=True)
+    out = text(nb)
+    if path.name in ("04_train.ipynb", "05_evaluate.ipynb"):
+        lines = [line for line in out.splitlines() if "apt-get install fluidsynth" in line]
+        assert len(lines) == 2 and "libfluidsynth" in lines[0], out  # once per run
+        assert out.count("the cells below are skipped") == 2
+    if path.name in ("demo.ipynb", "01_denoise.ipynb"):
+        assert not (workdir / "denoised").exists()  # no upload: nothing, not the example
+    if path.name == "03_inside_the_model.ipynb":
+        assert len(re.findall(r"SI-SDR\s+(-?\d+\.\d+) dB", out)) == 6

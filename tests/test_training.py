@@ -110,6 +110,10 @@ def test_train_resume_and_export(corpus, tmp_path):
     assert result["steps_this_run"] == 2 and result["step"] == 6
     card = json.loads((model / "model.json").read_text())
     assert card["name"] == "tiny" and card["training"]["steps_done"] == 6
+    assert card["training_pieces"] == ["p0", "p1"]  # the corpus's train split
+    again, _ = train(cfg, progress=False)  # a finished run run again (notebooks are re-run)
+    assert again["steps_this_run"] == 0 and again["step"] == 6 and again["finished"]
+    assert again["val_si_sdr_improvement_db"] == result["val_si_sdr_improvement_db"]
     assert "val_si_sdr_improvement_db" in card["metrics"]
     from histdenoise import load_network
 
@@ -213,6 +217,25 @@ def test_build_testset_and_evaluate(corpus, sentinel, tmp_path):
     paths = save_results(results, info, tmp_path / "out")
     assert paths["plot"].stat().st_size > 10_000
     assert "| noisereduce |" in paths["table"].read_text()
+
+
+def test_evaluate_warns_when_the_test_set_holds_training_pieces(corpus, sentinel, tmp_path):
+    import shutil
+
+    from histdenoise.evaluate import TestsetConfig, build_testset, evaluate
+
+    build_testset([str(corpus)], tmp_path / "ts", TestsetConfig(excerpts_per_piece=1,
+                                                                 seconds=1.0, snrs=(6.0,)))
+    _, info = evaluate(sentinel, tmp_path / "ts", baselines=False, progress=False)
+    assert info["training_overlap"] == []  # the sentinel's card lists no training pieces
+    model = tmp_path / "trained-on-p3"
+    shutil.copytree(sentinel, model)
+    card = json.loads((model / "model.json").read_text())
+    card["training_pieces"] = ["p0", "p1", "p3"]  # p3 is the corpus's test piece
+    (model / "model.json").write_text(json.dumps(card))
+    with pytest.warns(UserWarning, match=r"trained on 1 of this test set's 1 pieces \(p3\)"):
+        _, info = evaluate(str(model), tmp_path / "ts", baselines=False, progress=False)
+    assert info["training_overlap"] == ["p3"]
 
 
 def test_init_from_a_model(corpus, sentinel, tmp_path):

@@ -382,7 +382,9 @@ def build_corpus(
                           if split_of(f"wesnoth/{Path(p).stem}") in config.splits]
     rows, failures = [], []
     existing = _read_rows(out / "corpus.csv")
-    with ProcessPoolExecutor(config.workers) as pool:
+    from histdenoise.data import safe_context
+
+    with ProcessPoolExecutor(config.workers, mp_context=safe_context()) as pool:
         futures = []
         for job in jobs:
             row = existing.get(f"{job.split}/{job.category}/{job.piece}.flac")

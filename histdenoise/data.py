@@ -302,12 +302,8 @@ class BatchStream:
         self.pending: dict[int, object] = {}
         self.pool = None
         if workers > 0:
-            import multiprocessing as mp
-
-            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-            self.pool = mp.get_context(method).Pool(
-                workers, initializer=_worker_init, initargs=(source,)
-            )
+            self.pool = safe_context().Pool(workers, initializer=_worker_init,
+                                            initargs=(source,))
 
     def get(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """The batch of ``step`` (steps are asked for in increasing order)."""
@@ -332,6 +328,22 @@ class BatchStream:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def safe_context():
+    """A multiprocessing context whose workers cannot inherit a held lock: ``fork`` (cheap,
+    shares memory) while TensorFlow is not loaded, else ``forkserver`` (or ``spawn``).
+
+    A forked child of a process with TensorFlow's threads can deadlock on a lock one of
+    them held at the fork (seen: a corpus-builder worker stuck in a futex).
+    """
+    import multiprocessing as mp
+    import sys
+
+    methods = mp.get_all_start_methods()
+    if "tensorflow" not in sys.modules and "fork" in methods:
+        return mp.get_context("fork")
+    return mp.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
 _WORKER: dict[str, ExampleSource] = {}

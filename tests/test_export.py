@@ -276,18 +276,24 @@ def test_onnxruntime_denoise_runs_without_tensorflow_and_matches_it(
         assert rel_error(got, expected) < TOLERANCE, name
 
 
-def test_tensorflow_backend_without_tensorflow_is_one_line(tmp_path):
-    src = tmp_path / "in.wav"
-    sf.write(src, np.zeros(4410), 44100)
+def denoise_without_tensorflow(src, *flags: str) -> subprocess.CompletedProcess:
+    """``histdenoise denoise SRC FLAGS`` in a process where TensorFlow and Keras cannot be
+    imported (as if not installed)."""
     script = (
         "import sys\n"
         "sys.modules['tensorflow'] = sys.modules['keras'] = None  # as if not installed\n"
         "from histdenoise.cli import main\n"
-        f"sys.exit(main(['denoise', {str(src)!r}, '--quiet', '--backend', 'tensorflow']))\n"
+        f"sys.exit(main(['denoise', {str(src)!r}, *{list(flags)!r}]))\n"
     )
-    out = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO
     )
+
+
+def test_tensorflow_backend_without_tensorflow_is_one_line(tmp_path):
+    src = tmp_path / "in.wav"
+    sf.write(src, np.zeros(4410), 44100)
+    out = denoise_without_tensorflow(src, "--quiet", "--backend", "tensorflow")
     assert out.returncode == 1
     assert out.stderr.splitlines() == [
         "histdenoise: error: the tensorflow backend needs TensorFlow (keras is not installed: "
@@ -301,15 +307,7 @@ def test_the_default_command_runs_the_shipped_model_without_tensorflow(tmp_path)
     works where TensorFlow is not installed, and says so in the report."""
     src = tmp_path / "in.wav"
     sf.write(src, 0.1 * np.sin(np.arange(22050) / 7.0), 44100)
-    script = (
-        "import sys\n"
-        "sys.modules['tensorflow'] = sys.modules['keras'] = None  # as if not installed\n"
-        "from histdenoise.cli import main\n"
-        f"sys.exit(main(['denoise', {str(src)!r}, '--quiet']))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO
-    )
+    out = denoise_without_tensorflow(src, "--quiet")
     assert out.returncode == 0, out.stderr
     report = json.loads((tmp_path / "in_report.json").read_text())
     assert report["settings"]["backend"] == "onnxruntime"

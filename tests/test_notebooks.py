@@ -102,22 +102,28 @@ def workdir(tmp_path, monkeypatch):
     return work
 
 
+def serve_published_model(server, zip_bytes: bytes, tmp_path, monkeypatch) -> None:
+    """Point the registry's moliner2022 entry at ``zip_bytes`` served from 127.0.0.1 (the
+    bundled entry at this checkout's folder), through ``HISTDENOISE_REGISTRY``."""
+    server.files["/checkpoint.zip"] = zip_bytes
+    shipped = json.loads((REPO / "checkpoints" / "registry.json").read_text())
+    entry = shipped["models"]["moliner2022"]
+    entry["urls"] = [{"url": server.url("/checkpoint.zip")}]
+    entry["sha256"] = hashlib.sha256(zip_bytes).hexdigest()
+    entry["size"] = len(zip_bytes)
+    shipped["models"]["bundled"]["path"] = str(REPO / "checkpoints" / "bundled")
+    registry = tmp_path / "registry.json"
+    registry.write_text(json.dumps(shipped))
+    monkeypatch.setenv("HISTDENOISE_REGISTRY", str(registry))
+
+
 def test_colab_demo_downloads_the_published_weights_and_denoises(
     workdir, tmp_path, monkeypatch, server, small_zip_bytes
 ):
     """The demo's default model: the moliner2022 entry downloaded over HTTP (here the
     reference's small checkpoint, packed like the release, from 127.0.0.1), the example
     chosen, players, spectrograms, zip."""
-    server.files["/checkpoint.zip"] = small_zip_bytes
-    shipped = json.loads((REPO / "checkpoints" / "registry.json").read_text())
-    entry = shipped["models"]["moliner2022"]
-    entry["urls"] = [{"url": server.url("/checkpoint.zip")}]
-    entry["sha256"] = hashlib.sha256(small_zip_bytes).hexdigest()
-    entry["size"] = len(small_zip_bytes)
-    shipped["models"]["bundled"]["path"] = str(REPO / "checkpoints" / "bundled")
-    registry = tmp_path / "registry.json"
-    registry.write_text(json.dumps(shipped))
-    monkeypatch.setenv("HISTDENOISE_REGISTRY", str(registry))
+    serve_published_model(server, small_zip_bytes, tmp_path, monkeypatch)
 
     nb = run(REPO / "colab" / "demo.ipynb", workdir, PREVIEW_SECONDS=4, SOURCE="example")
     assert [p for p, _ in server.requests] == ["/checkpoint.zip"]
@@ -224,16 +230,7 @@ def test_every_notebook_runs_twice_with_its_defaults_without_fluidsynth(
     """Run all, twice in the same kernel, every setting at its default (the demo's
     published model comes from 127.0.0.1). Without FluidSynth, notebooks 4 and 5 say in
     one line what to install and skip what needs a corpus."""
-    server.files["/checkpoint.zip"] = small_zip_bytes
-    shipped = json.loads((REPO / "checkpoints" / "registry.json").read_text())
-    entry = shipped["models"]["moliner2022"]
-    entry["urls"] = [{"url": server.url("/checkpoint.zip")}]
-    entry["sha256"] = hashlib.sha256(small_zip_bytes).hexdigest()
-    entry["size"] = len(small_zip_bytes)
-    shipped["models"]["bundled"]["path"] = str(REPO / "checkpoints" / "bundled")
-    registry = tmp_path / "registry.json"
-    registry.write_text(json.dumps(shipped))
-    monkeypatch.setenv("HISTDENOISE_REGISTRY", str(registry))
+    serve_published_model(server, small_zip_bytes, tmp_path, monkeypatch)
 
     nb = run(path, workdir, twice=True)
     out = text(nb)

@@ -212,16 +212,17 @@ class ExampleSource:
                 break
         return x, category
 
-    def noise_segment(self) -> np.ndarray:
+    def noise_segment(self, degradations: DegradationConfig | None = None) -> np.ndarray:
         """``length`` samples of noise: a real recording or the simulator (all enabled
-        types, or with ``single_noise_fraction`` one type alone)."""
+        types, or with ``single_noise_fraction`` one type alone); ``degradations``
+        replaces the source's simulator settings for this segment."""
         use_real = self.noises and self.rng.random() >= self.config.simulated_fraction
         if use_real:
             path = self.noises[self.rng.integers(len(self.noises))]
             return extend_by_revolutions(
                 load_mono(path, self.stft.sample_rate), self.length, self.stft.sample_rate
             )
-        degradations = self.degradations
+        degradations = degradations or self.degradations
         if self.rng.random() < self.config.single_noise_fraction:
             names = [n for n in degradations.enabled() if n in NOISE_TYPES]
             degradations = degradations.alone(names[int(self.rng.integers(len(names)))])

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from histdenoise.errors import HistdenoiseError
+from histdenoise.files import temp_path
 from histdenoise.metrics import si_sdr_db, snr_db
 
 TEST_SNRS = (2.0, 6.0, 12.0)
@@ -110,17 +111,17 @@ def build_testset(corpus: list[str], out: str | Path, config: TestsetConfig | No
     frames = int(config.seconds * 44100 - 2048) // 512 + 1
     data = DataConfig(corpus=list(corpus), segment_frames=frames,
                       categories=list(config.categories))
-    pieces = []
+    pieces, first = [], None
     for split in config.splits:
         try:
             pieces += ExampleSource(data, split).pieces
-        except HistdenoiseError:
+        except HistdenoiseError:  # no pieces in this split
             continue
-    if not pieces:
+        first = first or split
+    if first is None:
         raise HistdenoiseError(f"{', '.join(corpus)}: no pieces in splits {config.splits}"
                                + (f" of {config.categories}" if config.categories else ""))
-    source = ExampleSource(data, _first_split(data, config.splits),
-                           seed=config.seed + NOISE_SEED_OFFSET)
+    source = ExampleSource(data, first, seed=config.seed + NOISE_SEED_OFFSET)
     if config.noise == "heldout":
         source.degradations = heldout_noise()
     elif config.noise != "training":
@@ -140,11 +141,7 @@ def build_testset(corpus: list[str], out: str | Path, config: TestsetConfig | No
                     degradations = source.degradations
                     if condition not in ("mixture", "acoustic"):
                         degradations = degradations.alone(condition)
-                    cases = []
-                    for snr in config.snrs:
-                        saved, source.degradations = source.degradations, degradations
-                        cases.append((snr, source.noise_segment()))
-                        source.degradations = saved
+                    cases = [(snr, source.noise_segment(degradations)) for snr in config.snrs]
                 for snr, noise in cases:
                     noisy, ref = mix(clean, noise, 0.0 if snr == CLEAN_SNR else snr, 0.0)
                     stem = f"{p_idx:03d}_{e}_{condition}_{snr:g}dB"
@@ -160,19 +157,6 @@ def build_testset(corpus: list[str], out: str | Path, config: TestsetConfig | No
         writer.writeheader()
         writer.writerows(rows)
     return table
-
-
-def _first_split(data, splits) -> str:
-    """A split of ``splits`` that has pieces (the noise source needs one)."""
-    from histdenoise.data import ExampleSource
-
-    for split in splits:
-        try:
-            ExampleSource(data, split)
-            return split
-        except HistdenoiseError:
-            continue
-    return splits[0]
 
 
 def band_levels_db(x: np.ndarray, sr: int = 44100) -> np.ndarray:
@@ -431,7 +415,7 @@ def update_card(model: str | Path, summary: list[dict], suite: str) -> Path:
     metrics = {k: v for k, v in metrics.items() if not k.startswith(f"{suite}_")}
     metrics.update(card_metrics(summary, suite))
     card["metrics"] = metrics
-    tmp = path.with_name(".model.json.tmp")
+    tmp = temp_path(path)
     tmp.write_text(json.dumps(card, indent=1), encoding="utf-8")
     tmp.replace(path)
     return path

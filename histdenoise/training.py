@@ -339,7 +339,7 @@ class Trainer:
         loss of each step done (fewer when the deadline passes)."""
         import keras
 
-        trainer, losses = self, []
+        trainer, losses, total = self, [], [0.0]
 
         class Steps(keras.utils.PyDataset):
             def __len__(self):
@@ -356,7 +356,8 @@ class Trainer:
 
             def on_train_batch_end(self, batch, logs=None):
                 mean = float((logs or {}).get("loss", np.nan))  # running mean of the epoch
-                losses.append(mean * (batch + 1) - sum(losses))
+                losses.append(mean * (batch + 1) - total[0])
+                total[0] += losses[-1]
                 bar.update(1)
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
                 if deadline and time.monotonic() > deadline:

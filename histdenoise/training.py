@@ -434,11 +434,14 @@ class Trainer:
 
 
 def _log_scalars(folder: Path, row: dict) -> None:
-    """Write a history row to TensorBoard's event files, where TensorFlow is installed."""
-    try:
-        import tensorflow as tf
-    except ImportError:
+    """Write a history row to TensorBoard's event files, where TensorFlow and TensorBoard
+    are installed (neither is needed to train)."""
+    import importlib.util
+
+    if not all(importlib.util.find_spec(m) for m in ("tensorflow", "tensorboard")):
         return
+    import tensorflow as tf
+
     with tf.summary.create_file_writer(str(folder)).as_default():
         for k, v in row.items():
             if k != "step":

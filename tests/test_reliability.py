@@ -238,7 +238,8 @@ def test_input_vanished_mid_batch(sentinel_onnx, tmp_path):
     first = write(tmp_path / "a long.wav", seconds=20.0)
     second = write(tmp_path / "b.wav")
     out = tmp_path / "out"
-    proc = subprocess.Popen(command(sentinel_onnx, first, second, "-o", out),
+    # --jobs 1: with two files in flight (the default) the short one is done first
+    proc = subprocess.Popen(command(sentinel_onnx, first, second, "-o", out, "--jobs", "1"),
                             stderr=subprocess.PIPE, text=True)
     assert _wait_for_temporary(out, proc), "no temporary file seen"
     second.unlink()  # while the first file is being denoised

@@ -245,7 +245,7 @@ def test_precision_and_jit_flags(tmp_path):
     from histdenoise.metrics import si_sdr_db
     from histdenoise.notebook import example_recording, read_excerpt
 
-    x, sr = read_excerpt(example_recording(), 3.0)
+    x, sr = read_excerpt(example_recording(), 1.5)
     a = tmp_path / "a.wav"
     sf.write(a, x, sr, subtype="FLOAT")
     from histdenoise.denoiser import Denoiser, native_precision

@@ -254,6 +254,21 @@ def test_init_from_a_model(corpus, sentinel, tmp_path):
         Trainer(wrong, progress=False)
 
 
+def test_validation_pairs_always_carry_noise(corpus, tmp_path):
+    """Even when every training example is noise-free, validation measures denoising (a
+    clean pair once made the mean SI-SDR improvement -16 dB)."""
+    import numpy as np
+
+    cfg = config(corpus, tmp_path / "run")
+    cfg.data.clean_fraction = 1.0
+    cfg.validation_examples = 3
+    trainer = Trainer(cfg, progress=False)
+    trainer.close()
+    for noisy, clean, _ in trainer.validation:
+        assert np.sum((noisy - clean) ** 2) > 1e-3 * np.sum(clean**2)
+    assert np.isfinite(trainer.validate()["val_si_sdr_improvement_db"])
+
+
 def test_testset_conditions_levels_and_card_update(corpus, sentinel, tmp_path):
     """Clean, single-disturbance and acoustic-era examples; per-band levels; card metrics."""
     import shutil

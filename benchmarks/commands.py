@@ -123,7 +123,8 @@ def paper_model(folder: Path) -> Path:
     code = (
         "import sys, keras\n"
         f"sys.path.insert(0, {str(REPO)!r})\n"
-        "from histdenoise.native import ModelCard, save_native\n"
+        "from histdenoise.card import ModelCard\n"
+        "from histdenoise.native import save_native\n"
         "from histdenoise.network import NetworkConfig, build_network\n"
         "keras.utils.set_random_seed(0)\n"
         "c = NetworkConfig.paper()\n"

@@ -67,7 +67,8 @@ def make_models(name: str, folder: Path, need_onnx: bool) -> dict[str, Path]:
     """The native model (and its ONNX export when needed) for a config name."""
     import keras
 
-    from histdenoise.native import ModelCard, save_native
+    from histdenoise.card import ModelCard
+    from histdenoise.native import save_native
     from histdenoise.network import NetworkConfig, build_network
 
     if name == "bundled":

@@ -12,9 +12,11 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "load_network": "histdenoise.loading",
+    "load_model": "histdenoise.loading",
+    "LoadedModel": "histdenoise.card",
     "NetworkConfig": "histdenoise.network",
     "build_network": "histdenoise.network",
-    "ModelCard": "histdenoise.native",
+    "ModelCard": "histdenoise.card",
     "save_native": "histdenoise.native",
     "load_native": "histdenoise.native",
     "DEFAULT_MODEL": "histdenoise.registry",

@@ -620,13 +620,13 @@ def add_convert(sub) -> None:
 
 
 def cmd_convert(args) -> int:
-    from histdenoise.loading import load_network
-    from histdenoise.native import ModelCard, save_native
+    from histdenoise.card import ModelCard
+    from histdenoise.loading import load_model
+    from histdenoise.native import save_native
 
     if args.dst.exists() and not args.overwrite:
         raise HistdenoiseError(f"{args.dst}: already exists (use --overwrite to replace it)")
-    model = load_network(args.src)
-    old = model.histdenoise_card
+    model, old = load_model(args.src)
     card = ModelCard(
         name=args.name or args.dst.name,
         config=old.config,
@@ -699,10 +699,10 @@ def add_info(sub) -> None:
 def cmd_info(args) -> int:
     import json
 
-    from histdenoise.loading import load_network
+    from histdenoise.loading import load_model
 
-    model = load_network(args.source)
-    card = model.histdenoise_card.to_dict()
+    model, card = load_model(args.source)
+    card = card.to_dict()
     card["parameters"] = model.count_params()
     print(json.dumps(card, indent=2))
     return 0

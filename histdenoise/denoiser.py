@@ -32,6 +32,7 @@ from histdenoise.audio import (
     split_exact,
     to_float,
 )
+from histdenoise.card import CARD_NAME, WEIGHTS_NAME
 from histdenoise.engine import ChunkConfig, StreamingEngine
 from histdenoise.errors import HistdenoiseError
 from histdenoise.files import os_error_cause, remove_stale_temporaries, temp_path
@@ -614,7 +615,7 @@ def _same_weights(onnx_file: Path, exported_sha256: str) -> bool:
     """Whether ``onnx_file`` (whose card records ``exported_sha256``) was exported from the
     weights beside it, if there are any (``model.weights.h5`` and its ``model.json``).
     A stale graph is logged, and ``backend="auto"`` runs TensorFlow instead."""
-    weights, card_file = onnx_file.with_name("model.weights.h5"), onnx_file.with_name("model.json")
+    weights, card_file = onnx_file.with_name(WEIGHTS_NAME), onnx_file.with_name(CARD_NAME)
     if not weights.is_file():
         return True  # an export folder: the graph is the model
     try:
@@ -641,8 +642,7 @@ def _load_tensorflow(
 ) -> tuple[object, object, Callable[[np.ndarray], np.ndarray]]:
     """Load ``model`` with TensorFlow: the Keras model, its card and the network function."""
     try:
-        from histdenoise.loading import load_network
-        from histdenoise.native import ModelCard
+        from histdenoise.loading import load_model
     except ImportError as exc:
         if exc.name not in ("tensorflow", "keras"):
             raise
@@ -651,22 +651,19 @@ def _load_tensorflow(
             "tensorflow), or use --backend onnxruntime with an ONNX export"
         ) from None
 
-    network = load_network(model if model is not None else DEFAULT_MODEL)
-    card = getattr(network, "histdenoise_card", None)
-    if card is None:
-        config = getattr(network, "histdenoise_config", None)
-        card = ModelCard(name=getattr(network, "name", "custom"), config=config)
-    return network, card, _compile(network, precision, jit)
+    network, card = load_model(model if model is not None else DEFAULT_MODEL)
+    return network, card, _compile(network, card.config, precision, jit)
 
 
 def _compile(
-    model, precision: str = "float32", jit: bool = False
+    model, config, precision: str = "float32", jit: bool = False
 ) -> Callable[[np.ndarray], np.ndarray]:
     """The network as a traced function (batch, frames, bins, 2) -> stage 2, float32.
 
-    Reduced precision runs a copy of the network whose first stage is built under a Keras
-    mixed-precision policy (float32 weights, bfloat16/float16 compute) and whose second
-    stage stays float32; ``jit`` compiles it with XLA.
+    Reduced precision runs a copy of the network (of shape ``config``, a `NetworkConfig`)
+    whose first stage is built under a Keras mixed-precision policy (float32 weights,
+    bfloat16/float16 compute) and whose second stage stays float32; ``jit`` compiles it
+    with XLA.
     """
     import tensorflow as tf
 
@@ -674,7 +671,6 @@ def _compile(
     if precision != "float32":
         from histdenoise.network import build_network
 
-        config = getattr(model, "histdenoise_config", None)
         if config is None:
             raise HistdenoiseError(f"{precision} needs a histdenoise network (no config)")
         fast = build_network(config, stage1_dtype=f"mixed_{precision}")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from histdenoise.card import CARD_NAME
 from histdenoise.errors import HistdenoiseError
 from histdenoise.files import temp_path
 from histdenoise.metrics import si_sdr_db, snr_db
@@ -402,7 +403,7 @@ def card_metrics(summary: list[dict], suite: str) -> dict[str, float]:
 def update_card(model: str | Path, summary: list[dict], suite: str) -> Path:
     """Write `card_metrics` into the ``metrics`` of a native model folder's card (replacing
     that suite's earlier entries); returns the card's path."""
-    path = Path(model) / "model.json"
+    path = Path(model) / CARD_NAME
     if not path.is_file():
         raise HistdenoiseError(f"{model}: --update-card needs a native model folder "
                                "(with model.json)")

@@ -44,13 +44,12 @@ def run_stages(model, audio: np.ndarray, stft_cfg: StftConfig | None = None) -> 
     The whole excerpt goes through the network in one piece (no chunking), so keep it
     to some seconds.
     """
-    from histdenoise.loading import load_network
+    from histdenoise.loading import load_model
     from histdenoise.network import build_network
 
-    model = load_network(model)
-    card = getattr(model, "histdenoise_card", None)
-    cfg = stft_cfg or (card.stft if card is not None and card.stft else StftConfig())
-    probe = build_network(model.histdenoise_config, with_attention=True)
+    model, card = load_model(model)
+    cfg = stft_cfg or (card.stft if card.stft else StftConfig())
+    probe = build_network(card.config, with_attention=True)
     probe.set_weights(model.get_weights())
     x = np.asarray(audio, np.float32)
     if x.ndim != 1:

@@ -216,11 +216,12 @@ def _act_name(fn) -> str:
     return name
 
 
-def build_onnx(model, opset: int = 17):
+def build_onnx(model, config, opset: int = 17):
     """An ONNX ModelProto computing ``model``'s stage 2, NCHW inside.
 
     Args:
         model: a network from `histdenoise.network.build_network` (float32 weights).
+        config: its `histdenoise.card.NetworkConfig`.
         opset: ONNX opset.
 
     Returns:
@@ -229,7 +230,6 @@ def build_onnx(model, opset: int = 17):
     """
     from onnx import TensorProto, helper
 
-    config = model.histdenoise_config
     bins = int(config.freq_bins)
     g = _Graph()
     b = _Builder(g)

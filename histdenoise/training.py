@@ -247,10 +247,10 @@ class Trainer:
             )
             self.optimizer.build(self.model.trainable_variables)
         if not self._restore() and config.init_from:
-            from histdenoise.loading import load_network
+            from histdenoise.loading import load_model
 
-            source = load_network(config.init_from)
-            if source.histdenoise_card.config != config.network:
+            source, card = load_model(config.init_from)
+            if card.config != config.network:
                 raise HistdenoiseError(f"{config.init_from}: network config differs from the "
                                        "training config's")
             self.model.set_weights(source.get_weights())
@@ -408,7 +408,8 @@ class Trainer:
     def export(self, folder: str | Path | None = None, metrics: dict | None = None) -> Path:
         """Write the trained network as a native checkpoint with a full model card."""
 
-        from histdenoise.native import ModelCard, save_native
+        from histdenoise.card import ModelCard
+        from histdenoise.native import save_native
 
         folder = Path(folder) if folder else self.run_dir / "model"
         # A fresh float32 network: the trained one is compiled (its weights file would

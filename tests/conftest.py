@@ -66,7 +66,8 @@ def sentinel(tmp_path_factory) -> Path:
     """A tiny native model with seeded random weights: fast plumbing for every test."""
     import numpy as np
 
-    from histdenoise.native import ModelCard, save_native
+    from histdenoise.card import ModelCard
+    from histdenoise.native import save_native
     from histdenoise.network import NetworkConfig, build_network, checkpoint_variables
 
     config = NetworkConfig(**SENTINEL_CONFIG)

@@ -199,13 +199,8 @@ def _on_sigterm(signum, frame) -> None:
 def cmd_denoise(args) -> int:
     import signal
 
-    from tqdm.auto import tqdm
-
-    from histdenoise.batch import collect
-    from histdenoise.denoiser import SECONDS_BAR, Denoiser, DenoiseSettings
-    from histdenoise.engine import ChunkConfig
-    from histdenoise.files import os_error_line, remove_stale_temporaries, temporaries
-    from histdenoise.plan import plan_run
+    from histdenoise.denoiser import DenoiseSettings
+    from histdenoise.runner import RunSummary, collect, pending, plan_run
 
     signal.signal(signal.SIGTERM, _on_sigterm)
     jobs, errors = collect(args.paths, recursive=args.recursive)
@@ -226,121 +221,81 @@ def cmd_denoise(args) -> int:
         return EXIT_CLASH
     for line in plan.errors:
         _error(line)
-    errors += plan.errors
-    todo, skipped = [], 0
-    for item in plan.files:
-        complete = all(p.exists() for p in item.outputs) and not any(
-            temporaries(p) for p in item.outputs
-        )
-        if args.skip_existing and complete:
-            skipped += 1
-            continue
-        todo.append(item)
-        for p in item.outputs:  # left by killed runs: gone before anything else happens
-            remove_stale_temporaries(p)
-    done = 0
+    todo, skipped = pending(plan.files, args.skip_existing)
+    summary = RunSummary(errors=errors + plan.errors, skipped=skipped)
     try:
         if todo:
-            backend = args.backend
-            if backend == "auto":
-                from histdenoise.denoiser import resolve_backend
-
-                backend = resolve_backend(args.model, args.precision, args.jit)[0]
-            if backend == "tensorflow" and not getattr(args, "tf_log_explicit", True):
-                quiet_tensorflow()
-            denoiser = Denoiser(
-                args.model,
-                batch_size=args.batch_size,
-                chunk=ChunkConfig(frames=args.chunk_frames),
-                backend=args.backend,
-                precision=args.precision,
-                jit=args.jit,
-            )
-            total = sum(item.info.duration for item in todo)
-            jobs_n = args.jobs or (2 if len(todo) > 1 and (os.cpu_count() or 1) > 1 else 1)
-            jobs_n = min(jobs_n, len(todo))
-            with tqdm(
-                total=round(total, 1),
-                unit="s",
-                desc="all files",
-                disable=args.quiet,
-                position=0,
-                bar_format=SECONDS_BAR,
-            ) as overall:
-
-                def run_one(item, position: int) -> str | None:
-                    """Denoise one planned file; its error line, or None."""
-                    with tqdm(
-                        total=round(item.info.duration, 1),
-                        unit="s",
-                        desc=item.job.path.name[:30],
-                        disable=args.quiet,
-                        position=position,
-                        leave=False,
-                        bar_format=SECONDS_BAR,
-                    ) as bar:
-
-                        def progress(sec, _total, bar=bar):
-                            bar.update(round(sec - bar.n, 1))
-
-                        try:
-                            result = denoiser.denoise_file(
-                                item.job.path,
-                                settings=settings,
-                                # replaces the incomplete leftovers of an interrupted run
-                                overwrite=args.overwrite or args.skip_existing,
-                                progress=progress,
-                                outputs=item.outputs,
-                            )
-                            message = None
-                            for line in result.warnings:
-                                tqdm.write(f"histdenoise: warning: {line}", file=sys.stderr)
-                        except (HistdenoiseError, OSError) as exc:
-                            message = str(exc) if isinstance(exc, HistdenoiseError) else (
-                                os_error_line(exc)
-                            )
-                            tqdm.write(f"histdenoise: error: {message}", file=sys.stderr)
-                    overall.update(round(item.info.duration, 1))
-                    return message
-
-                def account(message: str | None) -> None:
-                    nonlocal done
-                    if message is None:
-                        done += 1
-                    else:
-                        errors.append(message)
-
-                if jobs_n == 1:
-                    for item in todo:
-                        account(run_one(item, 1))
-                else:
-                    import threading
-                    from concurrent.futures import ThreadPoolExecutor
-
-                    slots = list(range(1, jobs_n + 1))  # progress bar rows
-                    lock = threading.Lock()
-
-                    def in_slot(item):
-                        with lock:
-                            row = slots.pop()
-                        try:
-                            return run_one(item, row)
-                        finally:
-                            with lock:
-                                slots.append(row)
-
-                    with ThreadPoolExecutor(jobs_n) as pool:
-                        for message in pool.map(in_slot, todo):
-                            account(message)
+            _run_planned(args, todo, settings, summary)
     except (KeyboardInterrupt, Terminated):
-        _summary(done, skipped, len(errors), " (interrupted)")
+        print(summary.line(" (interrupted)"), file=sys.stderr)
         raise
-    _summary(done, skipped, len(errors))
-    return EXIT_ERROR if errors else 0
+    print(summary.line(), file=sys.stderr)
+    return EXIT_ERROR if summary.errors else 0
 
 
-def _summary(done: int, skipped: int, failed: int, note: str = "") -> None:
-    print(f"{done} denoised, {skipped} skipped, {failed} failed{note}", file=sys.stderr)
+def _run_planned(args, todo: list, settings, summary) -> None:
+    """Load the model and denoise the planned files ``todo`` into ``summary``, with an
+    overall progress bar and one per file in flight."""
+    import contextlib
+
+    from tqdm.auto import tqdm
+
+    from histdenoise.denoiser import SECONDS_BAR, Denoiser
+    from histdenoise.engine import ChunkConfig
+    from histdenoise.runner import run_files
+
+    backend = args.backend
+    if backend == "auto":
+        from histdenoise.denoiser import resolve_backend
+
+        backend = resolve_backend(args.model, args.precision, args.jit)[0]
+    if backend == "tensorflow" and not getattr(args, "tf_log_explicit", True):
+        quiet_tensorflow()
+    denoiser = Denoiser(
+        args.model,
+        batch_size=args.batch_size,
+        chunk=ChunkConfig(frames=args.chunk_frames),
+        backend=args.backend,
+        precision=args.precision,
+        jit=args.jit,
+    )
+    total = sum(item.info.duration for item in todo)
+    workers = args.jobs or (2 if len(todo) > 1 and (os.cpu_count() or 1) > 1 else 1)
+    with tqdm(
+        total=round(total, 1),
+        unit="s",
+        desc="all files",
+        disable=args.quiet,
+        position=0,
+        bar_format=SECONDS_BAR,
+    ) as overall:
+
+        @contextlib.contextmanager
+        def file_progress(item, slot: int):
+            with tqdm(
+                total=round(item.info.duration, 1),
+                unit="s",
+                desc=item.job.path.name[:30],
+                disable=args.quiet,
+                position=slot,
+                leave=False,
+                bar_format=SECONDS_BAR,
+            ) as bar:
+                yield lambda sec, _total: bar.update(round(sec - bar.n, 1))
+            overall.update(round(item.info.duration, 1))
+
+        run_files(
+            denoiser,
+            todo,
+            settings,
+            summary,
+            # replaces the incomplete leftovers of an interrupted run
+            overwrite=args.overwrite or args.skip_existing,
+            workers=workers,
+            file_progress=file_progress,
+            on_warning=lambda line: tqdm.write(f"histdenoise: warning: {line}", file=sys.stderr),
+            on_error=lambda line: tqdm.write(f"histdenoise: error: {line}", file=sys.stderr),
+        )
 
 
 _TF_NOISE = (

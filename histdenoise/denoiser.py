@@ -37,6 +37,7 @@ from histdenoise.engine import ChunkConfig, StreamingEngine
 from histdenoise.errors import HistdenoiseError
 from histdenoise.files import os_error_cause, remove_stale_temporaries, temp_path
 from histdenoise.registry import DEFAULT_MODEL
+from histdenoise.runner import output_names
 from histdenoise.stft import StftConfig
 
 Progress = Callable[[float, float], None]
@@ -87,17 +88,6 @@ class FileResult:
     report_path: Path
     report: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-
-
-def output_paths(path: Path, out_dir: Path | None, extension: str) -> tuple[Path, Path, Path]:
-    """``<stem>_denoised<ext>``, ``<stem>_residual<ext>`` and ``<stem>_report.json``."""
-    folder = out_dir if out_dir is not None else path.parent
-    stem = path.stem
-    return (
-        folder / f"{stem}_denoised{extension}",
-        folder / f"{stem}_residual{extension}",
-        folder / f"{stem}_report.json",
-    )
 
 
 class Denoiser:
@@ -330,7 +320,7 @@ class Denoiser:
         """Denoise one file; write the denoised audio, the residual and a JSON report.
 
         Outputs go beside the input (or into ``out_dir``; or to ``outputs``, the
-        (denoised, residual, report) paths of a plan, see `histdenoise.plan`) under short
+        (denoised, residual, report) paths of a plan, see `histdenoise.runner`) under short
         temporary names and are renamed only when complete; on any error none is left
         behind. Temporaries of killed runs for these outputs are removed first. A file
         that ends before its header says is processed as far as it goes (``truncated`` in
@@ -343,7 +333,7 @@ class Denoiser:
         out_fmt = choose_output(info, settings.format, settings.subtype)
         if outputs is None:
             folder = Path(out_dir) if out_dir is not None else None
-            outputs = output_paths(path, folder, out_fmt.extension)
+            outputs = output_names(path, folder, out_fmt.extension)
         den_path, rem_path, rep_path = (Path(p) for p in outputs)
         check_outputs(path, (den_path, rem_path, rep_path), overwrite)
         make_folder(den_path.parent)

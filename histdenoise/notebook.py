@@ -6,6 +6,7 @@ in any Jupyter, and fall back gracefully when run headless (tests, nbclient).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from html import escape
 from pathlib import Path
@@ -430,12 +431,10 @@ def denoise_files(
     Returns:
         ``(results, problems)``: `FileResult` per good file, one line per bad one.
     """
-    from tqdm.auto import tqdm
-
-    from histdenoise.denoiser import SECONDS_BAR, Denoiser, DenoiseSettings
+    from histdenoise.denoiser import Denoiser, DenoiseSettings
     from histdenoise.errors import HistdenoiseError, first_line
+    from histdenoise.runner import Job, RunSummary, pending, plan_run, run_files
 
-    results, problems = [], []
     try:
         if callable(denoiser) and not isinstance(denoiser, Denoiser):
             denoiser = denoiser()
@@ -443,40 +442,38 @@ def denoise_files(
             denoiser = Denoiser(denoiser)
     except HistdenoiseError as exc:
         return [], [first_line(exc)]
-    from histdenoise.batch import Job
-    from histdenoise.plan import plan_run
-
-    settings = DenoiseSettings(strength=strength, mono=mono)
     jobs = [Job(Path(p)) for p in paths]
     plan = plan_run(jobs, Path(out_dir))
     if plan.clashes:  # e.g. a.wav and a.flac uploaded together: name by the whole name
         plan = plan_run(jobs, Path(out_dir), keep_extension=True)
-    problems += plan.errors + plan.clashes
-    planned = {id(f.job): f.outputs for f in plan.files} if not plan.clashes else {}
-    for job in jobs:
-        if id(job) not in planned:
-            continue
-        path = job.path
-        bar = None
-        callback = progress
-        if callback is None:
-            bar = tqdm(total=1, unit="s", desc=Path(path).name, bar_format=SECONDS_BAR)
+    summary = RunSummary(errors=plan.errors + plan.clashes)
+    if not plan.clashes:
+        todo, _ = pending(plan.files)
+        settings = DenoiseSettings(strength=strength, mono=mono)
+        run_files(denoiser, todo, settings, summary, overwrite=True,
+                  file_progress=_file_bar if progress is None else
+                  lambda item, slot: contextlib.nullcontext(progress))
+    return summary.results, summary.errors
 
-            def callback(done: float, total: float, bar=bar) -> None:
-                bar.total = total
-                bar.n = done
-                bar.refresh()
 
-        try:
-            results.append(denoiser.denoise_file(path, out_dir, settings=settings,
-                                                 overwrite=True, progress=callback,
-                                                 outputs=planned[id(job)]))
-        except (HistdenoiseError, OSError) as exc:
-            problems.append(first_line(exc))
-        finally:
-            if bar is not None:
-                bar.close()
-    return results, problems
+@contextlib.contextmanager
+def _file_bar(item, slot: int):
+    """A tqdm bar for one file of `denoise_files`; yields its progress callback."""
+    from tqdm.auto import tqdm
+
+    from histdenoise.denoiser import SECONDS_BAR
+
+    bar = tqdm(total=1, unit="s", desc=item.job.path.name, bar_format=SECONDS_BAR)
+
+    def callback(done: float, total: float) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        yield callback
+    finally:
+        bar.close()
 
 
 def ask_for_recordings(

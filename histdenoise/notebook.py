@@ -213,16 +213,9 @@ def progress_bar(description: str = "denoising"):
 def example_recording(clean: bool = False) -> Path:
     """The shipped example (a held-out quartet excerpt with simulated 78 rpm noise), or its
     clean original."""
-    name = "k80_clean.flac" if clean else "k80_78rpm.flac"
-    try:
-        from importlib.resources import files
+    from histdenoise.files import shipped_file
 
-        path = Path(str(files("histdenoise.examples").joinpath(name)))
-        if path.is_file():
-            return path
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parent.parent / "examples" / name
+    return shipped_file("histdenoise.examples", "k80_clean.flac" if clean else "k80_78rpm.flac")
 
 
 def read_excerpt(path: str | Path, seconds: float | None = PREVIEW_SECONDS):

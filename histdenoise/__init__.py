@@ -11,14 +11,14 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_network": "histdenoise.loading",
-    "load_model": "histdenoise.loading",
+    "load_network": "histdenoise.model.loading",
+    "load_model": "histdenoise.model.loading",
     "LoadedModel": "histdenoise.card",
-    "NetworkConfig": "histdenoise.network",
-    "build_network": "histdenoise.network",
+    "NetworkConfig": "histdenoise.model.network",
+    "build_network": "histdenoise.model.network",
     "ModelCard": "histdenoise.card",
-    "save_native": "histdenoise.native",
-    "load_native": "histdenoise.native",
+    "save_native": "histdenoise.model.native",
+    "load_native": "histdenoise.model.native",
     "DEFAULT_MODEL": "histdenoise.registry",
     "list_models": "histdenoise.registry",
     "cache_dir": "histdenoise.registry",
@@ -26,7 +26,7 @@ _LAZY = {
     "HistdenoiseError": "histdenoise.errors",
     "Denoiser": "histdenoise.denoiser",
     "DenoiseSettings": "histdenoise.denoiser",
-    "export_model": "histdenoise.export",
+    "export_model": "histdenoise.model.export",
     "OnnxNetwork": "histdenoise.onnx_backend",
 }
 

@@ -98,9 +98,9 @@ class ModelCard:
         licence: SPDX identifier of the weights' licence.
         source: where the weights come from (converted file, training run).
         training: data and settings of training (free-form).
-        training_pieces: the pieces of its training split, as `histdenoise.data.piece_key`
+        training_pieces: the pieces of its training split, as `histdenoise.training.data.piece_key`
             names them (corpus ``source``, e.g. ``music21:haydn/opus1no1/movement2.mxl``, or
-            piece name); `histdenoise.evaluate.evaluate` warns when a test set uses any.
+            piece name); `histdenoise.training.evaluate.evaluate` warns when a test set uses any.
         metrics: measured quality (free-form, with units in the keys).
         weights_sha256: sha256 of ``model.weights.h5`` (checked on load), or of the weights
             an export was made from.

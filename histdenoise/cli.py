@@ -341,7 +341,7 @@ def _error(message: str) -> None:
 
 # --------------------------------------------------------------------------- build-corpus
 def add_build_corpus(sub) -> None:
-    from histdenoise.corpus import MAX_SECONDS
+    from histdenoise.training.corpus import MAX_SECONDS
     p = sub.add_parser(
         "build-corpus",
         help="render an offline corpus of clean classical music (music21 + FluidSynth)",
@@ -382,7 +382,7 @@ def add_build_corpus(sub) -> None:
 
 
 def cmd_build_corpus(args) -> int:
-    from histdenoise.corpus import CorpusConfig, build_corpus
+    from histdenoise.training.corpus import CorpusConfig, build_corpus
 
     config = CorpusConfig(
         per_category=args.per_category,
@@ -462,7 +462,7 @@ SUITE_NAMES = ("test", "types", "harm", "heldout")
 
 
 def cmd_evaluate(args) -> int:
-    from histdenoise.evaluate import (
+    from histdenoise.training.evaluate import (
         SUITES,
         build_testset,
         evaluate,
@@ -576,8 +576,8 @@ def add_convert(sub) -> None:
 
 def cmd_convert(args) -> int:
     from histdenoise.card import ModelCard
-    from histdenoise.loading import load_model
-    from histdenoise.native import save_native
+    from histdenoise.model.loading import load_model
+    from histdenoise.model.native import save_native
 
     if args.dst.exists() and not args.overwrite:
         raise HistdenoiseError(f"{args.dst}: already exists (use --overwrite to replace it)")
@@ -622,7 +622,7 @@ def add_export(sub) -> None:
 
 
 def cmd_export(args) -> int:
-    from histdenoise.export import export_model, read_export
+    from histdenoise.model.export import export_model, read_export
 
     out = export_model(args.model, args.out, format=args.format, overwrite=args.overwrite)
     record = read_export(out)["export"]
@@ -654,7 +654,7 @@ def add_info(sub) -> None:
 def cmd_info(args) -> int:
     import json
 
-    from histdenoise.loading import load_model
+    from histdenoise.model.loading import load_model
 
     model, card = load_model(args.source)
     card = card.to_dict()

@@ -97,7 +97,7 @@ class Denoiser:
         model: with the ``"tensorflow"`` backend, a registry name, checkpoint path (see
             `histdenoise.load_network`) or a Keras model, the default model when None; with
             ``"onnxruntime"``, an exported ONNX folder (``model.onnx`` + ``model.json``, see
-            `histdenoise.export`), a ``.onnx`` file, or ``"bundled"`` (shipped as ONNX
+            `histdenoise.model.export`), a ``.onnx`` file, or ``"bundled"`` (shipped as ONNX
             too; also the default when None).
         batch_size: spectrogram chunks (11 s of one channel each) per network call;
             more is faster on a GPU and needs more memory.
@@ -616,7 +616,7 @@ def _same_weights(onnx_file: Path, exported_sha256: str) -> bool:
         return True
     logging.getLogger("histdenoise").warning(
         "%s: not exported from the %s beside it; running TensorFlow instead (regenerate "
-        "it with `histdenoise export`, see histdenoise.export)", onnx_file, weights.name
+        "it with `histdenoise export`, see histdenoise.model.export)", onnx_file, weights.name
     )
     return False
 
@@ -632,7 +632,7 @@ def _load_tensorflow(
 ) -> tuple[object, object, Callable[[np.ndarray], np.ndarray]]:
     """Load ``model`` with TensorFlow: the Keras model, its card and the network function."""
     try:
-        from histdenoise.loading import load_model
+        from histdenoise.model.loading import load_model
     except ImportError as exc:
         if exc.name not in ("tensorflow", "keras"):
             raise
@@ -659,7 +659,7 @@ def _compile(
 
     bins = model.input_shape[2]
     if precision != "float32":
-        from histdenoise.network import build_network
+        from histdenoise.model.network import build_network
 
         if config is None:
             raise HistdenoiseError(f"{precision} needs a histdenoise network (no config)")

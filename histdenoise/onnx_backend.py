@@ -3,7 +3,7 @@
 This module and everything it imports need only numpy and onnxruntime, so that
 ``Denoiser(path, backend="onnxruntime")`` (and ``histdenoise denoise --backend
 onnxruntime``) work in an environment without TensorFlow. The export itself is
-`histdenoise.export`; the layout of an exported ONNX folder is::
+`histdenoise.model.export`; the layout of an exported ONNX folder is::
 
     model.onnx   graph: "spectrogram" (batch, frames, 1025, 2) float32 -> "denoised" (same
                  shape, stage 2 of the network); batch and frames are dynamic. The model card

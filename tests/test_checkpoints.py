@@ -12,9 +12,9 @@ import pytest
 from histdenoise import load_model, load_network
 from histdenoise.card import ModelCard
 from histdenoise.errors import CheckpointError, RegistryError
-from histdenoise.native import load_native, read_card, save_native
-from histdenoise.network import NetworkConfig, build_network, checkpoint_variables
-from histdenoise.tf_checkpoint import (
+from histdenoise.model.native import load_native, read_card, save_native
+from histdenoise.model.network import NetworkConfig, build_network, checkpoint_variables
+from histdenoise.model.tf_checkpoint import (
     find_prefix,
     infer_config,
     read_weights,
@@ -94,7 +94,7 @@ def test_tf_checkpoint_round_trip_without_object_graph(tiny, tmp_path):
 def _write_weights(tmp_path, weights):
     import tensorflow as tf
 
-    from histdenoise.tf_checkpoint import KEY_PREFIX, KEY_SUFFIX
+    from histdenoise.model.tf_checkpoint import KEY_PREFIX, KEY_SUFFIX
 
     prefix = tmp_path / "bad" / "checkpoint"
     prefix.parent.mkdir()

@@ -14,8 +14,8 @@ import soundfile as sf
 
 from histdenoise.card import ModelCard
 from histdenoise.errors import CheckpointError, ExportError
-from histdenoise.export import export_model, read_export
-from histdenoise.native import read_card
+from histdenoise.model.export import export_model, read_export
+from histdenoise.model.native import read_card
 from histdenoise.onnx_backend import CARD_KEY, EXPORT_KEY, OnnxNetwork
 from tests.conftest import REPO, SMALL_CKPT
 
@@ -177,7 +177,7 @@ def test_export_errors_are_one_line_and_leave_nothing(tmp_path):
 
 
 def test_a_failed_check_leaves_no_output(sentinel, tmp_path, monkeypatch):
-    import histdenoise.export as export
+    import histdenoise.model.export as export
 
     monkeypatch.setattr(export, "_check", lambda *a, **k: 0.5)
     with pytest.raises(ExportError, match=r"differs from TensorFlow by 5\.00e-01"):
@@ -231,7 +231,7 @@ def test_the_bundled_model_ships_as_onnx_too(tmp_path):
     """`--backend onnxruntime` works out of the box: checkpoints/bundled/model.onnx is the
     export of the shipped weights (same card and sha256) and computes what they compute."""
     from histdenoise.denoiser import Denoiser
-    from histdenoise.loading import load_network
+    from histdenoise.model.loading import load_network
 
     d = Denoiser(backend="onnxruntime")  # the default model
     native = read_card(REPO / "checkpoints" / "bundled")
@@ -356,7 +356,7 @@ def test_auto_backend_choice(sentinel, sentinel_onnx, tmp_path, caplog):
 
 
 def test_onnx_graph_is_channels_first_without_conditionals():
-    """The shipped graph (histdenoise.onnx_graph): no `If` nodes, and no transposes but
+    """The shipped graph (histdenoise.model.onnx_graph): no `If` nodes, and no transposes but
     the two at its input and output; it loads in well under a second."""
     import onnx
 

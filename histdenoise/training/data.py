@@ -8,7 +8,7 @@ historical records really hold:
 
 - ``recording_chain``: a share of clean targets is coloured like an acoustic- or
   early electrical-era record (band limits, horn resonances; see
-  `histdenoise.degradations.RecordingChain`): band-limited music is music, not noise;
+  `histdenoise.training.degradations.RecordingChain`): band-limited music is music, not noise;
 - ``single_noise_fraction``: a share of examples carries one disturbance type alone;
 - ``clean_fraction``: a share of examples carries no noise at all (do no harm).
 
@@ -24,8 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from histdenoise.corpus import read_corpus
-from histdenoise.degradations import (
+from histdenoise.errors import HistdenoiseError
+from histdenoise.stft import StftConfig, stft, to_channels
+from histdenoise.training.corpus import read_corpus
+from histdenoise.training.degradations import (
     NOISE_TYPES,
     DegradationConfig,
     RecordingChain,
@@ -34,8 +36,6 @@ from histdenoise.degradations import (
     mix,
     simulate,
 )
-from histdenoise.errors import HistdenoiseError
-from histdenoise.stft import StftConfig, stft, to_channels
 
 
 @dataclass

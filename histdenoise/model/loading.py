@@ -12,10 +12,10 @@ from histdenoise.card import CARD_NAME, LoadedModel, ModelCard
 from histdenoise.download import DownloadOptions, ensure_model
 from histdenoise.errors import CheckpointError
 from histdenoise.files import atomic_folder, sha256_file, sha256_files
-from histdenoise.native import is_native, load_native
-from histdenoise.network import network_config
+from histdenoise.model.native import is_native, load_native
+from histdenoise.model.network import network_config
+from histdenoise.model.tf_checkpoint import find_prefix, load_tf_checkpoint
 from histdenoise.registry import ModelEntry, cache_dir, get_model
-from histdenoise.tf_checkpoint import find_prefix, load_tf_checkpoint
 
 
 def load_network(

@@ -5,7 +5,7 @@ The network maps a complex spectrogram, stored as real and imaginary channels of
 ``(stage2, stage1)``. Inference uses ``stage2``. Any number of frames (>= 1) works.
 
 Every layer that owns weights knows its path in the authors' TensorFlow checkpoint
-(``checkpoint_children``), so that `histdenoise.tf_checkpoint` can map keys one to one.
+(``checkpoint_children``), so that `histdenoise.model.tf_checkpoint` can map keys one to one.
 """
 
 from __future__ import annotations

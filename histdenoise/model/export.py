@@ -7,7 +7,7 @@ with the batch and frames axes dynamic. ``OUT`` is always a folder:
 ONNX (``format="onnx"``)::
 
     OUT/model.onnx   input "spectrogram", output "denoised" (written from the weights by
-                     `histdenoise.onnx_graph`: channels-first inside, no conditionals,
+                     `histdenoise.model.onnx_graph`: channels-first inside, no conditionals,
                      a third of a second to load); the model card as JSON in
                      metadata_props["histdenoise_card"], the export record in
                      metadata_props["histdenoise_export"]
@@ -28,7 +28,7 @@ with `histdenoise.onnx_backend.OnnxNetwork`, or ``Denoiser(OUT, backend="onnxrun
 The shipped ``checkpoints/bundled/model.onnx`` is regenerated from
 ``checkpoints/bundled/model.weights.h5`` (after retraining) with one command::
 
-    python -m histdenoise.export bundled
+    python -m histdenoise.model.export bundled
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def export_model(
     """Export a network for inference, with its model card.
 
     Args:
-        source: anything `histdenoise.loading.load_model` takes: a registry name
+        source: anything `histdenoise.model.loading.load_model` takes: a registry name
             (``"bundled"``), a checkpoint path, a native model folder, a Keras model, or a
             `histdenoise.card.LoadedModel`.
         out: the output folder (see the module docstring for its layout). It is assembled
@@ -134,7 +134,7 @@ def export_model(
     if out.exists() and not overwrite:
         raise ExportError(f"{out}: already exists (use --overwrite to replace it)")
 
-    from histdenoise.loading import load_model
+    from histdenoise.model.loading import load_model
 
     model, card = load_model(source)
     if card.config is None:
@@ -222,12 +222,12 @@ def _serving_function(model, bins: int):
 
 
 def _write_onnx(model, config, folder: Path, source):
-    """Write ``folder/model.onnx`` (`histdenoise.onnx_graph`: NCHW, no ``If`` nodes);
+    """Write ``folder/model.onnx`` (`histdenoise.model.onnx_graph`: NCHW, no ``If`` nodes);
     return a runner for the check."""
     import onnx
 
+    from histdenoise.model.onnx_graph import build_onnx
     from histdenoise.onnx_backend import session_options
-    from histdenoise.onnx_graph import build_onnx
 
     try:
         proto = build_onnx(model, config, OPSET)
@@ -313,7 +313,7 @@ def refresh_shipped_onnx(name: str = "bundled") -> tuple[Path, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m histdenoise.export [NAME]``: `refresh_shipped_onnx` (default bundled)."""
+    """``python -m histdenoise.model.export [NAME]``: `refresh_shipped_onnx` (default bundled)."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv

@@ -44,8 +44,8 @@ def run_stages(model, audio: np.ndarray, stft_cfg: StftConfig | None = None) -> 
     The whole excerpt goes through the network in one piece (no chunking), so keep it
     to some seconds.
     """
-    from histdenoise.loading import load_model
-    from histdenoise.network import build_network
+    from histdenoise.model.loading import load_model
+    from histdenoise.model.network import build_network
 
     model, card = load_model(model)
     cfg = stft_cfg or (card.stft if card.stft else StftConfig())

@@ -26,7 +26,7 @@ from histdenoise.card import (
 )
 from histdenoise.errors import CheckpointError
 from histdenoise.files import atomic_folder, sha256_file
-from histdenoise.network import build_network
+from histdenoise.model.network import build_network
 
 
 def software_versions() -> dict[str, str]:

@@ -75,7 +75,7 @@ def heldout_noise():
     """A family of noise settings no training config of ours uses: 60 Hz mains hum (the
     bundled model trains on 50 Hz only), browner hiss (slope 1.3-1.8; training 0.3-1.2),
     and worn-record click rates (30-60 per second; training 1-25)."""
-    from histdenoise.degradations import Clicks, DegradationConfig, Hiss, Hum
+    from histdenoise.training.degradations import Clicks, DegradationConfig, Hiss, Hum
 
     return DegradationConfig(hiss=Hiss(slope=(1.3, 1.8)), clicks=Clicks(rate_hz=(30.0, 60.0)),
                              hum=Hum(mains_hz=(60.0,)))
@@ -97,9 +97,9 @@ def build_testset(corpus: list[str], out: str | Path, config: TestsetConfig | No
     """Write a test set from the corpora's chosen splits into ``out``; returns the csv path."""
     import soundfile as sf
 
-    from histdenoise.corpus import read_corpus
-    from histdenoise.data import DataConfig, ExampleSource, piece_key
-    from histdenoise.degradations import RecordingChain, mix
+    from histdenoise.training.corpus import read_corpus
+    from histdenoise.training.data import DataConfig, ExampleSource, piece_key
+    from histdenoise.training.degradations import RecordingChain, mix
 
     config = config or TestsetConfig()
     unknown = set(config.conditions) - set(CONDITIONS)
@@ -169,7 +169,7 @@ def band_levels_db(x: np.ndarray, sr: int = 44100) -> np.ndarray:
 
 
 def training_overlap(card, items: list[dict]) -> list[str]:
-    """The test pieces (`histdenoise.data.piece_key` names) that ``card``'s model was
+    """The test pieces (`histdenoise.training.data.piece_key` names) that ``card``'s model was
     trained on, by its card's ``training_pieces``; empty when the card lists none."""
     listed = list(getattr(card, "training_pieces", None) or [])
     listed += list((getattr(card, "training", None) or {}).get("training_pieces", []))
@@ -341,7 +341,7 @@ def format_levels(summary: list[dict], method: str = "model") -> str:
 
 def save_results(rows: list[dict], info: dict, out: str | Path) -> dict[str, Path]:
     """Write ``results.csv``, ``summary.json``, ``table.md`` and ``si_sdr.png`` to ``out``."""
-    from histdenoise.plotting import plot_improvements
+    from histdenoise.notebook.plotting import plot_improvements
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

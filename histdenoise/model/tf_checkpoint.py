@@ -3,7 +3,7 @@
 Variables are read by key with ``tf.train.load_checkpoint``: the reference code is not
 needed, and a ``_CHECKPOINTABLE_OBJECT_GRAPH`` entry is optional. The network config
 (depth, dense-block layers, channels) is inferred from the keys and shapes
-(`histdenoise.network.infer_config`).
+(`histdenoise.model.network.infer_config`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from histdenoise.errors import CheckpointError, first_line
-from histdenoise.network import (
+from histdenoise.model.network import (
     NetworkConfig,
     build_network,
     checkpoint_variables,

@@ -382,7 +382,7 @@ def build_corpus(
                           if split_of(f"wesnoth/{Path(p).stem}") in config.splits]
     rows, failures = [], []
     existing = _read_rows(out / "corpus.csv")
-    from histdenoise.data import safe_context
+    from histdenoise.training.data import safe_context
 
     with ProcessPoolExecutor(config.workers, mp_context=safe_context()) as pool:
         futures = []

@@ -9,7 +9,7 @@ end, ``model/`` (the native checkpoint with its model card).
 The step is Keras's own ``fit`` on the backend that ``KERAS_BACKEND`` names (TensorFlow,
 JAX or PyTorch); the network uses only ``keras.ops``, so the same weights give the same
 outputs on each. Batches are made ahead by worker processes (``workers``), each from its
-step's own seed (`histdenoise.data.ExampleSource.batch`), so a resumed run sees the
+step's own seed (`histdenoise.training.data.ExampleSource.batch`), so a resumed run sees the
 batches it would have seen.
 
 Scaling:
@@ -38,15 +38,15 @@ from pathlib import Path
 
 import numpy as np
 
-from histdenoise.data import (
+from histdenoise.errors import HistdenoiseError
+from histdenoise.model.network import NetworkConfig, build_network
+from histdenoise.training.data import (
     BatchStream,
     DataConfig,
     ExampleSource,
     fixed_examples,
     split_pieces,
 )
-from histdenoise.errors import HistdenoiseError
-from histdenoise.network import NetworkConfig, build_network
 
 
 @dataclass
@@ -247,7 +247,7 @@ class Trainer:
             )
             self.optimizer.build(self.model.trainable_variables)
         if not self._restore() and config.init_from:
-            from histdenoise.loading import load_model
+            from histdenoise.model.loading import load_model
 
             source, card = load_model(config.init_from)
             if card.config != config.network:
@@ -409,7 +409,7 @@ class Trainer:
         """Write the trained network as a native checkpoint with a full model card."""
 
         from histdenoise.card import ModelCard
-        from histdenoise.native import save_native
+        from histdenoise.model.native import save_native
 
         folder = Path(folder) if folder else self.run_dir / "model"
         # A fresh float32 network: the trained one is compiled (its weights file would

@@ -96,10 +96,18 @@ def istft_frames(spec: np.ndarray, cfg: StftConfig) -> np.ndarray:
     return (frames * synthesis_window(cfg)).astype(np.float32)
 
 
-def overlap_add(frames: np.ndarray, cfg: StftConfig) -> np.ndarray:
-    """Sum (..., frames, n_fft) frames at ``hop`` spacing: (..., (frames-1)*hop + n_fft)."""
+def overlap_add(
+    frames: np.ndarray, cfg: StftConfig, carry: np.ndarray | None = None
+) -> np.ndarray:
+    """Sum (..., frames, n_fft) frames at ``hop`` spacing: (..., (frames-1)*hop + n_fft).
+
+    ``carry`` (..., at most ``(frames-1)*hop + n_fft`` samples) is added at the start
+    first: the unfinished end of the previous call when a signal is summed in pieces.
+    """
     n = frames.shape[-2]
     out = np.zeros(frames.shape[:-2] + ((n - 1) * cfg.hop + cfg.n_fft,), np.float32)
+    if carry is not None:
+        out[..., : carry.shape[-1]] += carry
     if n == 0:
         return out
     per_hop = cfg.n_fft // cfg.hop

@@ -30,6 +30,15 @@ AUDIO_EXTENSIONS = (
 )
 """File name endings treated as audio when scanning folders."""
 
+
+def audio_files_below(root: Path) -> list[Path]:
+    """Every file below ``root`` (at any depth) whose name ends in `AUDIO_EXTENSIONS`, in
+    path order."""
+    return [
+        p for p in sorted(Path(root).rglob("*"))
+        if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
+    ]
+
 PCM_BITS = {"PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32}
 FLOAT_SUBTYPES = {"FLOAT": np.float32, "DOUBLE": np.float64}
 EXTENSION_OF_FORMAT = {

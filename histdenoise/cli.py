@@ -21,6 +21,10 @@ EXIT_ERROR = 1
 
 # --------------------------------------------------------------------------- denoise
 def add_denoise(sub) -> None:
+    from histdenoise.denoiser import BACKENDS, PRECISIONS, Denoiser, DenoiseSettings
+    from histdenoise.engine import ChunkConfig
+
+    defaults = _keyword_defaults(Denoiser)
     p = sub.add_parser(
         "denoise",
         help="denoise recordings: writes <stem>_denoised, <stem>_residual and <stem>_report.json",
@@ -48,8 +52,8 @@ def add_denoise(sub) -> None:
     )
     p.add_argument(
         "--backend",
-        choices=("auto", "tensorflow", "onnxruntime"),
-        default="auto",
+        choices=BACKENDS,
+        default=defaults["backend"],
         help="run the network with TensorFlow, or with ONNX Runtime on an ONNX export "
         "(`histdenoise export`; TensorFlow is then never imported); auto: ONNX Runtime "
         "when the model ships an ONNX graph of its weights (bundled does), onnxruntime is "
@@ -58,8 +62,8 @@ def add_denoise(sub) -> None:
     )
     p.add_argument(
         "--precision",
-        choices=("float32", "bfloat16", "float16"),
-        default="float32",
+        choices=PRECISIONS,
+        default=defaults["precision"],
         help="network arithmetic (tensorflow backend): bfloat16 (faster on CPUs with "
         "AVX512-BF16 or AMX) or float16 (GPUs, CPUs with AVX512-FP16/AMX-FP16) in the first "
         "stage; weights and the second stage stay float32. Where the machine has no "
@@ -86,14 +90,14 @@ def add_denoise(sub) -> None:
     p.add_argument(
         "--batch-size",
         type=_positive_int,
-        default=1,
+        default=defaults["batch_size"],
         metavar="N",
         help="chunks (of one channel) per network call; more is faster on a GPU",
     )
     p.add_argument(
         "--chunk-frames",
         type=_chunk_frames,
-        default=960,
+        default=ChunkConfig().frames,
         metavar="N",
         help="STFT frames per chunk, a multiple of 64 from 128 (960 = 11.1 s); longer chunks "
         "overlap less (faster) but need more memory",
@@ -104,7 +108,7 @@ def add_denoise(sub) -> None:
     p.add_argument(
         "--strength",
         type=_unit_float,
-        default=1.0,
+        default=DenoiseSettings().strength,
         metavar="S",
         help="0..1: output = input - S * residual",
     )
@@ -147,6 +151,14 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
     return value
+
+
+def _keyword_defaults(func: Callable) -> dict:
+    """The defaults of ``func``'s parameters: the command's defaults are the library's."""
+    import inspect
+
+    params = inspect.signature(func).parameters.values()
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
 
 
 def _positive_int(text: str) -> int:
@@ -516,6 +528,8 @@ def cmd_models(args) -> int:
 
 # --------------------------------------------------------------------------- download
 def add_download(sub) -> None:
+    from histdenoise.download import DownloadOptions
+
     p = sub.add_parser(
         "download",
         help="download, verify and cache a registered model",
@@ -532,8 +546,10 @@ def add_download(sub) -> None:
         "one pinned on first use",
     )
     p.add_argument("--registry", type=Path, help="registry file (default: the shipped one)")
-    p.add_argument("--retries", type=_count, default=5, help="retries after transient errors")
-    p.add_argument("--timeout", type=_positive_float, default=30.0, help="network timeout, seconds")
+    p.add_argument("--retries", type=_count, default=DownloadOptions().retries,
+                   help="retries after transient errors")
+    p.add_argument("--timeout", type=_positive_float, default=DownloadOptions().timeout,
+                   help="network timeout, seconds")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_download)
 
@@ -599,6 +615,8 @@ def cmd_convert(args) -> int:
 
 # --------------------------------------------------------------------------- export
 def add_export(sub) -> None:
+    from histdenoise.model.export import FORMATS, export_model
+
     p = sub.add_parser(
         "export",
         help="export a model for other runtimes: ONNX or TF SavedModel, with its card",
@@ -612,8 +630,8 @@ def add_export(sub) -> None:
     p.add_argument("model", help="registry name, checkpoint path or native folder")
     p.add_argument(
         "--format",
-        choices=("onnx", "savedmodel"),
-        default="onnx",
+        choices=FORMATS,
+        default=_keyword_defaults(export_model)["format"],
         help="onnx (run it with --backend onnxruntime) or savedmodel (default: onnx)",
     )
     p.add_argument("out", type=Path, help="output folder")

@@ -6,6 +6,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+SAMPLE_RATE = 44100
+"""Hz: the rate the reference model works at (and the training corpus is rendered at)."""
+N_FFT = 2048
+"""Samples per STFT window and FFT: ``N_FFT // 2 + 1`` = 1025 bins."""
+HOP = 512
+"""Samples between STFT frames."""
+
 
 @dataclass(frozen=True)
 class StftConfig:
@@ -18,9 +25,9 @@ class StftConfig:
         window: window name; ``"hamming"`` is the periodic Hamming window.
     """
 
-    sample_rate: int = 44100
-    n_fft: int = 2048
-    hop: int = 512
+    sample_rate: int = SAMPLE_RATE
+    n_fft: int = N_FFT
+    hop: int = HOP
     window: str = "hamming"
 
     @property

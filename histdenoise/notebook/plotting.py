@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from histdenoise.stft import HOP, N_FFT, SAMPLE_RATE
+
 
 def _figure(*args, **kwargs):
     """A Figure not tied to pyplot: no global state, saved with the Agg canvas."""
@@ -27,7 +29,7 @@ def to_png(fig, dpi: int = 96) -> bytes:
     return buffer.getvalue()
 
 
-def db_spectrogram(x: np.ndarray, sr: int, n_fft: int = 2048, hop: int = 512) -> np.ndarray:
+def db_spectrogram(x: np.ndarray, sr: int, n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:
     """Magnitude in dB (full scale sine = 0 dB) of a mono signal: (bins, frames)."""
     import librosa
 
@@ -59,7 +61,7 @@ def specplot(
         image = librosa.display.specshow(
             spec,
             sr=sr,
-            hop_length=512,
+            hop_length=HOP,
             x_axis="time",
             y_axis="log",
             ax=ax,
@@ -112,7 +114,7 @@ def plot_history(history: Sequence[dict]):
     return fig
 
 
-def plot_frequency_encoding(encoding: np.ndarray, sr: int = 44100):
+def plot_frequency_encoding(encoding: np.ndarray, sr: int = SAMPLE_RATE):
     """The cosine frequency-position channels: (bins, n) against frequency, Hz."""
     n = encoding.shape[1]
     fig = _figure(figsize=(7, 3.2), layout="constrained")
@@ -133,7 +135,7 @@ def plot_frequency_encoding(encoding: np.ndarray, sr: int = 44100):
     return fig
 
 
-def plot_masks(mask: np.ndarray, sr: int = 44100, hop: int = 512, count: int = 4):
+def plot_masks(mask: np.ndarray, sr: int = SAMPLE_RATE, hop: int = HOP, count: int = 4):
     """The first ``count`` channels of an attention mask (frames, bins, channels), 0..1."""
     frames, _, channels = mask.shape
     count = min(count, channels)

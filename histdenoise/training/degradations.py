@@ -489,7 +489,7 @@ def load_noise_dataset(root: str | Path) -> list[NoiseRecording]:
     every audio file below ``root``, split by file name hash (80/10/10), so that a
     folder of one's own noise recordings works too.
     """
-    from histdenoise.audio import AUDIO_EXTENSIONS
+    from histdenoise.audio import audio_files_below
 
     root = Path(root)
     info = root / "info.csv"
@@ -509,10 +509,9 @@ def load_noise_dataset(root: str | Path) -> list[NoiseRecording]:
                         )
                     )
         return out
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS:
-            rel = p.relative_to(root).as_posix()
-            bucket = zlib.crc32(rel.encode()) % 10
-            split = "test" if bucket == 0 else "validation" if bucket == 1 else "train"
-            out.append(NoiseRecording(p, split, rel))
+    for p in audio_files_below(root):
+        rel = p.relative_to(root).as_posix()
+        bucket = zlib.crc32(rel.encode()) % 10
+        split = "test" if bucket == 0 else "validation" if bucket == 1 else "train"
+        out.append(NoiseRecording(p, split, rel))
     return out

@@ -27,6 +27,7 @@ from histdenoise.card import CARD_NAME
 from histdenoise.errors import HistdenoiseError
 from histdenoise.files import temp_path
 from histdenoise.metrics import si_sdr_db, snr_db
+from histdenoise.stft import HOP, N_FFT, SAMPLE_RATE
 
 TEST_SNRS = (2.0, 6.0, 12.0)
 CLEAN_SNR = float("inf")
@@ -109,7 +110,7 @@ def build_testset(corpus: list[str], out: str | Path, config: TestsetConfig | No
             for root in corpus for row in read_corpus(root)}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    frames = int(config.seconds * 44100 - 2048) // 512 + 1
+    frames = int(config.seconds * SAMPLE_RATE - N_FFT) // HOP + 1
     data = DataConfig(corpus=list(corpus), segment_frames=frames,
                       categories=list(config.categories))
     pieces, first = [], None
@@ -133,7 +134,7 @@ def build_testset(corpus: list[str], out: str | Path, config: TestsetConfig | No
         source.pieces = [(path, category)]
         for e in range(config.excerpts_per_piece):
             music, _ = source.clean_segment()
-            coloured = acoustic.apply(music, 44100, source.rng)
+            coloured = acoustic.apply(music, SAMPLE_RATE, source.rng)
             for condition in config.conditions:
                 clean = coloured if "acoustic" in condition else music
                 if condition.startswith("clean"):
@@ -146,8 +147,8 @@ def build_testset(corpus: list[str], out: str | Path, config: TestsetConfig | No
                 for snr, noise in cases:
                     noisy, ref = mix(clean, noise, 0.0 if snr == CLEAN_SNR else snr, 0.0)
                     stem = f"{p_idx:03d}_{e}_{condition}_{snr:g}dB"
-                    sf.write(out / f"{stem}_noisy.flac", noisy, 44100, subtype="PCM_24")
-                    sf.write(out / f"{stem}_clean.flac", ref, 44100, subtype="PCM_24")
+                    sf.write(out / f"{stem}_noisy.flac", noisy, SAMPLE_RATE, subtype="PCM_24")
+                    sf.write(out / f"{stem}_clean.flac", ref, SAMPLE_RATE, subtype="PCM_24")
                     rows.append({"noisy": f"{stem}_noisy.flac", "clean": f"{stem}_clean.flac",
                                  "snr_db": snr, "category": category, "piece": path.stem,
                                  "source": keys.get(path.as_posix(), path.stem),
@@ -160,7 +161,7 @@ def build_testset(corpus: list[str], out: str | Path, config: TestsetConfig | No
     return table
 
 
-def band_levels_db(x: np.ndarray, sr: int = 44100) -> np.ndarray:
+def band_levels_db(x: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
     """Level (dB) of ``x`` in each of `BANDS_HZ`, from one whole-signal power spectrum."""
     spec = np.abs(np.fft.rfft(np.asarray(x, np.float64))) ** 2
     f = np.fft.rfftfreq(len(x), 1.0 / sr)
@@ -196,7 +197,7 @@ NOISEREDUCE_GRID = [
 def _noisereduce(noisy: np.ndarray, settings: dict) -> np.ndarray:
     import noisereduce
 
-    return noisereduce.reduce_noise(y=noisy, sr=44100, **settings).astype(np.float32)
+    return noisereduce.reduce_noise(y=noisy, sr=SAMPLE_RATE, **settings).astype(np.float32)
 
 
 def evaluate(
@@ -233,7 +234,7 @@ def evaluate(
         pairs.append((it, noisy, clean))
     outputs: dict[str, list[np.ndarray]] = {"input": [p[1] for p in pairs], "model": []}
     for _, noisy, _ in tqdm(pairs, desc="model", disable=not progress):
-        outputs["model"].append(denoiser.denoise(noisy, 44100)[0])
+        outputs["model"].append(denoiser.denoise(noisy, SAMPLE_RATE)[0])
     info = {"model": denoiser.card.name, "training_overlap": overlap}
     if baselines:
         best, best_score = None, -np.inf

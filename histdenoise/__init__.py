@@ -2,6 +2,9 @@
 
 The two-stage U-Net of Moliner & Välimäki (ICASSP 2022) on current TensorFlow and Keras 3.
 Heavy modules (TensorFlow) are imported only when first used.
+
+Runtime core: must not import TensorFlow, Keras, or histdenoise.model, .training or
+.notebook at module level.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 Integer PCM is read as integers, so that a written residual can make
 ``denoised + residual == input`` hold exactly (see `split_exact`).
+
+Runtime core: must not import TensorFlow, Keras, or histdenoise.model, .training or
+.notebook at module level.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 Each subcommand is a function ``cmd_<name>(args) -> int`` and an ``add_<name>`` that
 declares its options; errors derived from `HistdenoiseError` print one line and exit 1.
+
+Runtime core: must not import TensorFlow, Keras, or histdenoise.model, .training or
+.notebook at module level.
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """`Denoiser`: arrays and files in, denoised audio and the residual (exactly what was
-removed) out."""
+removed) out.
+
+Runtime core: must not import TensorFlow, Keras, or histdenoise.model, .training or
+.notebook at module level.
+"""
 
 from __future__ import annotations
 

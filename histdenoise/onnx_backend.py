@@ -10,6 +10,9 @@ onnxruntime``) work in an environment without TensorFlow. The export itself is
                  is in metadata_props["histdenoise_card"] (JSON), the export record in
                  metadata_props["histdenoise_export"].
     model.json   the same model card, plus an "export" key holding the export record.
+
+Runtime core: must not import TensorFlow, Keras, or histdenoise.model, .training or
+.notebook at module level.
 """
 
 from __future__ import annotations

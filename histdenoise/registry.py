@@ -2,6 +2,9 @@
 
 ``$HISTDENOISE_REGISTRY`` points to another registry file (a mirror, a lab's own models);
 ``$HISTDENOISE_HOME`` moves the cache (downloads and unpacked models).
+
+Runtime core: must not import TensorFlow, Keras, or histdenoise.model, .training or
+.notebook at module level.
 """
 
 from __future__ import annotations

@@ -10,8 +10,11 @@ error line per failed file, and count the outcome.
 4. `run_files` denoises the planned files, one failure not stopping the others, into a
    `RunSummary` (``N denoised, M skipped, K failed``).
 
-Used by ``histdenoise denoise`` and `histdenoise.notebook.denoise_files`. This module must
-not import TensorFlow or Keras (the denoiser it is given runs the network).
+Used by ``histdenoise denoise`` and `histdenoise.notebook.denoise_files`; the denoiser it
+is given runs the network.
+
+Runtime core: must not import TensorFlow, Keras, or histdenoise.model, .training or
+.notebook at module level.
 """
 
 from __future__ import annotations

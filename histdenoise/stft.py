@@ -1,4 +1,8 @@
-"""STFT conventions of the reference model (44.1 kHz, periodic Hamming 2048, hop 512)."""
+"""STFT conventions of the reference model (44.1 kHz, periodic Hamming 2048, hop 512).
+
+Runtime core: must not import TensorFlow, Keras, or histdenoise.model, .training or
+.notebook at module level.
+"""
 
 from __future__ import annotations
 

@@ -7,4 +7,6 @@ Every module here imports Keras (and so a backend: TensorFlow by default). The r
 core imports them only inside the functions that need them, so that denoising with ONNX
 Runtime needs no TensorFlow. What a model *is* (its config and card) is in
 `histdenoise.card`, which imports neither.
+
+Model layer (imports Keras): must not import histdenoise.training or .notebook.
 """

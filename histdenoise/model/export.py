@@ -29,6 +29,8 @@ The shipped ``checkpoints/bundled/model.onnx`` is regenerated from
 ``checkpoints/bundled/model.weights.h5`` (after retraining) with one command::
 
     python -m histdenoise.model.export bundled
+
+Model layer (imports Keras): must not import histdenoise.training or .notebook.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Look inside a two-stage U-Net: its input spectrogram, both stage outputs, attention masks.
 
 For teaching (notebook 3) and debugging; the denoiser itself never needs this.
+
+Model layer (imports Keras): must not import histdenoise.training or .notebook.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""`load_model` and `load_network`: one entry point for every kind of checkpoint."""
+"""`load_model` and `load_network`: one entry point for every kind of checkpoint.
+
+Model layer (imports Keras): must not import histdenoise.training or .notebook.
+"""
 
 from __future__ import annotations
 

@@ -5,6 +5,8 @@ Layout of a native checkpoint folder::
     model.json          the model card (`histdenoise.card.ModelCard`): config, STFT,
                         provenance, sha256
     model.weights.h5    Keras 3 weights of the network built from the card's config
+
+Model layer (imports Keras): must not import histdenoise.training or .notebook.
 """
 
 from __future__ import annotations

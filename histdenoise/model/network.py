@@ -6,6 +6,8 @@ The network maps a complex spectrogram, stored as real and imaginary channels of
 
 Every layer that owns weights knows its path in the authors' TensorFlow checkpoint
 (``checkpoint_children``), so that `histdenoise.model.tf_checkpoint` can map keys one to one.
+
+Model layer (imports Keras): must not import histdenoise.training or .notebook.
 """
 
 from __future__ import annotations

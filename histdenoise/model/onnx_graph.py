@@ -19,6 +19,8 @@ transposes are the two at the graph's input and output:
 Input ``spectrogram`` (batch, frames, bins, 2) float32 and output ``denoised`` (same
 shape, stage 2) are those of the tf2onnx export, with batch and frames dynamic.
 `histdenoise.model.export` checks the result against TensorFlow.
+
+Model layer (imports Keras): must not import histdenoise.training or .notebook.
 """
 
 from __future__ import annotations

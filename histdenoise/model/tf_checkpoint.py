@@ -4,6 +4,8 @@ Variables are read by key with ``tf.train.load_checkpoint``: the reference code 
 needed, and a ``_CHECKPOINTABLE_OBJECT_GRAPH`` entry is optional. The network config
 (depth, dense-block layers, channels) is inferred from the keys and shapes
 (`histdenoise.model.network.infer_config`).
+
+Model layer (imports Keras): must not import histdenoise.training or .notebook.
 """
 
 from __future__ import annotations

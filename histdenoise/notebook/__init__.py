@@ -1,9 +1,10 @@
 """Notebook and Colab helpers (`widgets`: players, uploads, downloads, result views),
 the small denoising app (`app`) and figures (`plotting`).
 
-``from histdenoise import notebook`` gives them all, as when this was one module. Must not
-import TensorFlow or Keras at module level; ipywidgets, IPython and matplotlib are
-imported inside the functions that need them.
+``from histdenoise import notebook`` gives them all, as when this was one module.
+ipywidgets, IPython and matplotlib are imported inside the functions that need them.
+
+Notebook layer: must not import TensorFlow or Keras at module level.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 Every function returns a matplotlib Figure and never calls ``plt.show``, so it works in
 notebooks, scripts and tests alike (Agg backend when there is no display).
+
+Notebook layer: must not import TensorFlow or Keras at module level.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Notebook helpers: players, uploads, downloads, progress bars, result views.
 
 They work in Colab (``google.colab`` is imported inside the functions that need it) and
-in any Jupyter, and fall back gracefully when run headless (tests, nbclient). Must not
-import TensorFlow or Keras at module level.
+in any Jupyter, and fall back gracefully when run headless (tests, nbclient).
+
+Notebook layer: must not import TensorFlow or Keras at module level.
 """
 
 from __future__ import annotations

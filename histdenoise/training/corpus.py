@@ -19,6 +19,8 @@ so a piece heard in training never appears in the test split, in any rendering.
 Output: ``<out>/<split>/<category>/<piece>.flac`` (44.1 kHz mono, 16 bit, peak -1 dBFS,
 at most `MAX_SECONDS`)
 and ``<out>/corpus.csv`` listing every file with its provenance.
+
+Training layer: must not import histdenoise.notebook at module level.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ historical records really hold:
 `ExampleSource.batch` makes the batch of a given training step, spectrograms
 (batch x frames x 1025 x 2), from that step's own seed (the same batch whichever process
 makes it), and `BatchStream` makes batches ahead in worker processes.
+
+Training layer: must not import histdenoise.notebook at module level.
 """
 
 from __future__ import annotations

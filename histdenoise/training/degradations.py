@@ -17,6 +17,8 @@ Välimäki, 2022):
 - Thumps (large scratches, warps): decaying low-frequency oscillations of 20-100 Hz lasting
   50-500 ms.
 - Hum: mains 50 or 60 Hz and harmonics; rumble: turntable noise below about 30 Hz.
+
+Training layer: must not import histdenoise.notebook at module level.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ with and without noise. `SUITES` names the sets the README reports, among them
 settings that score best on the set) and returns one row per example and method, with
 SI-SDR/SNR improvement, output level and per-band level against the clean reference;
 `summarise` averages them.
+
+Training layer: must not import histdenoise.notebook at module level.
 """
 
 from __future__ import annotations

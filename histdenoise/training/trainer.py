@@ -23,6 +23,8 @@ Scaling:
   alone gets the policy: Keras's global policy is never changed.
 - ``remat``: recompute activations in the backward pass (``keras.remat`` around every
   I-block); trades about a third more compute for much less activation memory.
+
+Training layer: must not import histdenoise.notebook at module level.
 """
 
 from __future__ import annotations

@@ -123,8 +123,9 @@ def paper_model(folder: Path) -> Path:
     code = (
         "import sys, keras\n"
         f"sys.path.insert(0, {str(REPO)!r})\n"
-        "from histdenoise.native import ModelCard, save_native\n"
-        "from histdenoise.network import NetworkConfig, build_network\n"
+        "from histdenoise.card import ModelCard\n"
+        "from histdenoise.model.native import save_native\n"
+        "from histdenoise.model.network import NetworkConfig, build_network\n"
         "keras.utils.set_random_seed(0)\n"
         "c = NetworkConfig.paper()\n"
         f"save_native(build_network(c), {str(folder / 'paper')!r}, "

@@ -67,8 +67,9 @@ def make_models(name: str, folder: Path, need_onnx: bool) -> dict[str, Path]:
     """The native model (and its ONNX export when needed) for a config name."""
     import keras
 
-    from histdenoise.native import ModelCard, save_native
-    from histdenoise.network import NetworkConfig, build_network
+    from histdenoise.card import ModelCard
+    from histdenoise.model.native import save_native
+    from histdenoise.model.network import NetworkConfig, build_network
 
     if name == "bundled":
         native = REPO / "checkpoints" / "bundled"
@@ -83,7 +84,7 @@ def make_models(name: str, folder: Path, need_onnx: bool) -> dict[str, Path]:
         raise SystemExit(f"unknown config {name!r}: bundled or paper")
     models = {"native": native}
     if need_onnx:
-        from histdenoise.export import export_model
+        from histdenoise.model.export import export_model
 
         models["onnx"] = export_model(native, folder / f"{name}-onnx", "onnx", overwrite=True)
     return models
@@ -126,7 +127,7 @@ def denoiser(models: dict[str, Path], variant: str, batch: int):
 def network_throughput(d, config, repeats: int) -> tuple[float, float]:
     """Seconds per 448-frame-equivalent chunk through the network (time per chunk scaled
     to 448 frames), and achieved GFLOP/s (best of ``repeats`` calls of one batch)."""
-    from histdenoise.network import count_flops
+    from histdenoise.model.network import count_flops
 
     x = np.random.default_rng(0).standard_normal((d.batch_size, d.chunk.frames, 1025, 2))
     x = x.astype(np.float32)
@@ -204,8 +205,8 @@ def main() -> None:
         child(*args.child)
         return
     from histdenoise.metrics import si_sdr_db
-    from histdenoise.native import read_card
-    from histdenoise.network import count_flops, count_parameters
+    from histdenoise.model.native import read_card
+    from histdenoise.model.network import count_flops, count_parameters
 
     variants = [v for v in args.variants.split(",") if v]
     unknown = set(variants) - set(VARIANTS)

@@ -40,7 +40,7 @@ def time_network(config, stage1_dtype, batch: int, frames: int, repeat: int) -> 
     import keras
     from keras import ops
 
-    from histdenoise.network import build_network
+    from histdenoise.model.network import build_network
 
     model = build_network(config, stage1_dtype=stage1_dtype)
     x = np.random.default_rng(1).standard_normal((batch, frames, 1025, 2)).astype("float32")
@@ -73,7 +73,7 @@ def main() -> None:
     args = p.parse_args()
     import keras
 
-    from histdenoise.network import NetworkConfig, count_flops
+    from histdenoise.model.network import NetworkConfig, count_flops
     from histdenoise.training import TrainConfig
 
     bundled = TrainConfig.from_json("configs/bundled.json").network

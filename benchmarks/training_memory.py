@@ -28,7 +28,7 @@ def child(config_name: str, frames: int, batch: int, remat: bool) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from histdenoise.network import NetworkConfig, build_network
+    from histdenoise.model.network import NetworkConfig, build_network
     from histdenoise.training import spectrogram_loss
 
     config = NetworkConfig.paper() if config_name == "paper" else NetworkConfig(

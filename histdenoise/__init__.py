@@ -2,6 +2,9 @@
 
 The two-stage U-Net of Moliner & Välimäki (ICASSP 2022) on current TensorFlow and Keras 3.
 Heavy modules (TensorFlow) are imported only when first used.
+
+Runtime core: must not import TensorFlow, Keras, or histdenoise.model, .training or
+.notebook at module level.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_network": "histdenoise.loading",
-    "NetworkConfig": "histdenoise.network",
-    "build_network": "histdenoise.network",
-    "ModelCard": "histdenoise.native",
-    "save_native": "histdenoise.native",
-    "load_native": "histdenoise.native",
+    "load_network": "histdenoise.model.loading",
+    "load_model": "histdenoise.model.loading",
+    "LoadedModel": "histdenoise.card",
+    "NetworkConfig": "histdenoise.model.network",
+    "build_network": "histdenoise.model.network",
+    "ModelCard": "histdenoise.card",
+    "save_native": "histdenoise.model.native",
+    "load_native": "histdenoise.model.native",
     "DEFAULT_MODEL": "histdenoise.registry",
     "list_models": "histdenoise.registry",
     "cache_dir": "histdenoise.registry",
@@ -24,7 +29,7 @@ _LAZY = {
     "HistdenoiseError": "histdenoise.errors",
     "Denoiser": "histdenoise.denoiser",
     "DenoiseSettings": "histdenoise.denoiser",
-    "export_model": "histdenoise.export",
+    "export_model": "histdenoise.model.export",
     "OnnxNetwork": "histdenoise.onnx_backend",
 }
 

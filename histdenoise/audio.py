@@ -2,6 +2,9 @@
 
 Integer PCM is read as integers, so that a written residual can make
 ``denoised + residual == input`` hold exactly (see `split_exact`).
+
+Runtime core: must not import TensorFlow, Keras, or histdenoise.model, .training or
+.notebook at module level.
 """
 
 from __future__ import annotations
@@ -29,6 +32,15 @@ AUDIO_EXTENSIONS = (
     ".opus",
 )
 """File name endings treated as audio when scanning folders."""
+
+
+def audio_files_below(root: Path) -> list[Path]:
+    """Every file below ``root`` (at any depth) whose name ends in `AUDIO_EXTENSIONS`, in
+    path order."""
+    return [
+        p for p in sorted(Path(root).rglob("*"))
+        if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
+    ]
 
 PCM_BITS = {"PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32}
 FLOAT_SUBTYPES = {"FLOAT": np.float32, "DOUBLE": np.float64}

@@ -2,6 +2,9 @@
 
 Each subcommand is a function ``cmd_<name>(args) -> int`` and an ``add_<name>`` that
 declares its options; errors derived from `HistdenoiseError` print one line and exit 1.
+
+Runtime core: must not import TensorFlow, Keras, or histdenoise.model, .training or
+.notebook at module level.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ EXIT_ERROR = 1
 
 # --------------------------------------------------------------------------- denoise
 def add_denoise(sub) -> None:
+    from histdenoise.denoiser import BACKENDS, PRECISIONS, Denoiser, DenoiseSettings
+    from histdenoise.engine import ChunkConfig
+
+    defaults = _keyword_defaults(Denoiser)
     p = sub.add_parser(
         "denoise",
         help="denoise recordings: writes <stem>_denoised, <stem>_residual and <stem>_report.json",
@@ -48,8 +55,8 @@ def add_denoise(sub) -> None:
     )
     p.add_argument(
         "--backend",
-        choices=("auto", "tensorflow", "onnxruntime"),
-        default="auto",
+        choices=BACKENDS,
+        default=defaults["backend"],
         help="run the network with TensorFlow, or with ONNX Runtime on an ONNX export "
         "(`histdenoise export`; TensorFlow is then never imported); auto: ONNX Runtime "
         "when the model ships an ONNX graph of its weights (bundled does), onnxruntime is "
@@ -58,8 +65,8 @@ def add_denoise(sub) -> None:
     )
     p.add_argument(
         "--precision",
-        choices=("float32", "bfloat16", "float16"),
-        default="float32",
+        choices=PRECISIONS,
+        default=defaults["precision"],
         help="network arithmetic (tensorflow backend): bfloat16 (faster on CPUs with "
         "AVX512-BF16 or AMX) or float16 (GPUs, CPUs with AVX512-FP16/AMX-FP16) in the first "
         "stage; weights and the second stage stay float32. Where the machine has no "
@@ -86,14 +93,14 @@ def add_denoise(sub) -> None:
     p.add_argument(
         "--batch-size",
         type=_positive_int,
-        default=1,
+        default=defaults["batch_size"],
         metavar="N",
         help="chunks (of one channel) per network call; more is faster on a GPU",
     )
     p.add_argument(
         "--chunk-frames",
         type=_chunk_frames,
-        default=960,
+        default=ChunkConfig().frames,
         metavar="N",
         help="STFT frames per chunk, a multiple of 64 from 128 (960 = 11.1 s); longer chunks "
         "overlap less (faster) but need more memory",
@@ -104,7 +111,7 @@ def add_denoise(sub) -> None:
     p.add_argument(
         "--strength",
         type=_unit_float,
-        default=1.0,
+        default=DenoiseSettings().strength,
         metavar="S",
         help="0..1: output = input - S * residual",
     )
@@ -147,6 +154,14 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
     return value
+
+
+def _keyword_defaults(func: Callable) -> dict:
+    """The defaults of ``func``'s parameters: the command's defaults are the library's."""
+    import inspect
+
+    params = inspect.signature(func).parameters.values()
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
 
 
 def _positive_int(text: str) -> int:
@@ -199,13 +214,8 @@ def _on_sigterm(signum, frame) -> None:
 def cmd_denoise(args) -> int:
     import signal
 
-    from tqdm.auto import tqdm
-
-    from histdenoise.batch import collect
-    from histdenoise.denoiser import SECONDS_BAR, Denoiser, DenoiseSettings
-    from histdenoise.engine import ChunkConfig
-    from histdenoise.files import os_error_line, remove_stale_temporaries, temporaries
-    from histdenoise.plan import plan_run
+    from histdenoise.denoiser import DenoiseSettings
+    from histdenoise.runner import RunSummary, collect, pending, plan_run
 
     signal.signal(signal.SIGTERM, _on_sigterm)
     jobs, errors = collect(args.paths, recursive=args.recursive)
@@ -226,121 +236,81 @@ def cmd_denoise(args) -> int:
         return EXIT_CLASH
     for line in plan.errors:
         _error(line)
-    errors += plan.errors
-    todo, skipped = [], 0
-    for item in plan.files:
-        complete = all(p.exists() for p in item.outputs) and not any(
-            temporaries(p) for p in item.outputs
-        )
-        if args.skip_existing and complete:
-            skipped += 1
-            continue
-        todo.append(item)
-        for p in item.outputs:  # left by killed runs: gone before anything else happens
-            remove_stale_temporaries(p)
-    done = 0
+    todo, skipped = pending(plan.files, args.skip_existing)
+    summary = RunSummary(errors=errors + plan.errors, skipped=skipped)
     try:
         if todo:
-            backend = args.backend
-            if backend == "auto":
-                from histdenoise.denoiser import resolve_backend
-
-                backend = resolve_backend(args.model, args.precision, args.jit)[0]
-            if backend == "tensorflow" and not getattr(args, "tf_log_explicit", True):
-                quiet_tensorflow()
-            denoiser = Denoiser(
-                args.model,
-                batch_size=args.batch_size,
-                chunk=ChunkConfig(frames=args.chunk_frames),
-                backend=args.backend,
-                precision=args.precision,
-                jit=args.jit,
-            )
-            total = sum(item.info.duration for item in todo)
-            jobs_n = args.jobs or (2 if len(todo) > 1 and (os.cpu_count() or 1) > 1 else 1)
-            jobs_n = min(jobs_n, len(todo))
-            with tqdm(
-                total=round(total, 1),
-                unit="s",
-                desc="all files",
-                disable=args.quiet,
-                position=0,
-                bar_format=SECONDS_BAR,
-            ) as overall:
-
-                def run_one(item, position: int) -> str | None:
-                    """Denoise one planned file; its error line, or None."""
-                    with tqdm(
-                        total=round(item.info.duration, 1),
-                        unit="s",
-                        desc=item.job.path.name[:30],
-                        disable=args.quiet,
-                        position=position,
-                        leave=False,
-                        bar_format=SECONDS_BAR,
-                    ) as bar:
-
-                        def progress(sec, _total, bar=bar):
-                            bar.update(round(sec - bar.n, 1))
-
-                        try:
-                            result = denoiser.denoise_file(
-                                item.job.path,
-                                settings=settings,
-                                # replaces the incomplete leftovers of an interrupted run
-                                overwrite=args.overwrite or args.skip_existing,
-                                progress=progress,
-                                outputs=item.outputs,
-                            )
-                            message = None
-                            for line in result.warnings:
-                                tqdm.write(f"histdenoise: warning: {line}", file=sys.stderr)
-                        except (HistdenoiseError, OSError) as exc:
-                            message = str(exc) if isinstance(exc, HistdenoiseError) else (
-                                os_error_line(exc)
-                            )
-                            tqdm.write(f"histdenoise: error: {message}", file=sys.stderr)
-                    overall.update(round(item.info.duration, 1))
-                    return message
-
-                def account(message: str | None) -> None:
-                    nonlocal done
-                    if message is None:
-                        done += 1
-                    else:
-                        errors.append(message)
-
-                if jobs_n == 1:
-                    for item in todo:
-                        account(run_one(item, 1))
-                else:
-                    import threading
-                    from concurrent.futures import ThreadPoolExecutor
-
-                    slots = list(range(1, jobs_n + 1))  # progress bar rows
-                    lock = threading.Lock()
-
-                    def in_slot(item):
-                        with lock:
-                            row = slots.pop()
-                        try:
-                            return run_one(item, row)
-                        finally:
-                            with lock:
-                                slots.append(row)
-
-                    with ThreadPoolExecutor(jobs_n) as pool:
-                        for message in pool.map(in_slot, todo):
-                            account(message)
+            _run_planned(args, todo, settings, summary)
     except (KeyboardInterrupt, Terminated):
-        _summary(done, skipped, len(errors), " (interrupted)")
+        print(summary.line(" (interrupted)"), file=sys.stderr)
         raise
-    _summary(done, skipped, len(errors))
-    return EXIT_ERROR if errors else 0
+    print(summary.line(), file=sys.stderr)
+    return EXIT_ERROR if summary.errors else 0
 
 
-def _summary(done: int, skipped: int, failed: int, note: str = "") -> None:
-    print(f"{done} denoised, {skipped} skipped, {failed} failed{note}", file=sys.stderr)
+def _run_planned(args, todo: list, settings, summary) -> None:
+    """Load the model and denoise the planned files ``todo`` into ``summary``, with an
+    overall progress bar and one per file in flight."""
+    import contextlib
+
+    from tqdm.auto import tqdm
+
+    from histdenoise.denoiser import SECONDS_BAR, Denoiser
+    from histdenoise.engine import ChunkConfig
+    from histdenoise.runner import run_files
+
+    backend = args.backend
+    if backend == "auto":
+        from histdenoise.denoiser import resolve_backend
+
+        backend = resolve_backend(args.model, args.precision, args.jit)[0]
+    if backend == "tensorflow" and not getattr(args, "tf_log_explicit", True):
+        quiet_tensorflow()
+    denoiser = Denoiser(
+        args.model,
+        batch_size=args.batch_size,
+        chunk=ChunkConfig(frames=args.chunk_frames),
+        backend=args.backend,
+        precision=args.precision,
+        jit=args.jit,
+    )
+    total = sum(item.info.duration for item in todo)
+    workers = args.jobs or (2 if len(todo) > 1 and (os.cpu_count() or 1) > 1 else 1)
+    with tqdm(
+        total=round(total, 1),
+        unit="s",
+        desc="all files",
+        disable=args.quiet,
+        position=0,
+        bar_format=SECONDS_BAR,
+    ) as overall:
+
+        @contextlib.contextmanager
+        def file_progress(item, slot: int):
+            with tqdm(
+                total=round(item.info.duration, 1),
+                unit="s",
+                desc=item.job.path.name[:30],
+                disable=args.quiet,
+                position=slot,
+                leave=False,
+                bar_format=SECONDS_BAR,
+            ) as bar:
+                yield lambda sec, _total: bar.update(round(sec - bar.n, 1))
+            overall.update(round(item.info.duration, 1))
+
+        run_files(
+            denoiser,
+            todo,
+            settings,
+            summary,
+            # replaces the incomplete leftovers of an interrupted run
+            overwrite=args.overwrite or args.skip_existing,
+            workers=workers,
+            file_progress=file_progress,
+            on_warning=lambda line: tqdm.write(f"histdenoise: warning: {line}", file=sys.stderr),
+            on_error=lambda line: tqdm.write(f"histdenoise: error: {line}", file=sys.stderr),
+        )
 
 
 _TF_NOISE = (
@@ -386,7 +356,7 @@ def _error(message: str) -> None:
 
 # --------------------------------------------------------------------------- build-corpus
 def add_build_corpus(sub) -> None:
-    from histdenoise.corpus import MAX_SECONDS
+    from histdenoise.training.corpus import MAX_SECONDS
     p = sub.add_parser(
         "build-corpus",
         help="render an offline corpus of clean classical music (music21 + FluidSynth)",
@@ -427,7 +397,7 @@ def add_build_corpus(sub) -> None:
 
 
 def cmd_build_corpus(args) -> int:
-    from histdenoise.corpus import CorpusConfig, build_corpus
+    from histdenoise.training.corpus import CorpusConfig, build_corpus
 
     config = CorpusConfig(
         per_category=args.per_category,
@@ -507,7 +477,7 @@ SUITE_NAMES = ("test", "types", "harm", "heldout")
 
 
 def cmd_evaluate(args) -> int:
-    from histdenoise.evaluate import (
+    from histdenoise.training.evaluate import (
         SUITES,
         build_testset,
         evaluate,
@@ -561,6 +531,8 @@ def cmd_models(args) -> int:
 
 # --------------------------------------------------------------------------- download
 def add_download(sub) -> None:
+    from histdenoise.download import DownloadOptions
+
     p = sub.add_parser(
         "download",
         help="download, verify and cache a registered model",
@@ -577,8 +549,10 @@ def add_download(sub) -> None:
         "one pinned on first use",
     )
     p.add_argument("--registry", type=Path, help="registry file (default: the shipped one)")
-    p.add_argument("--retries", type=_count, default=5, help="retries after transient errors")
-    p.add_argument("--timeout", type=_positive_float, default=30.0, help="network timeout, seconds")
+    p.add_argument("--retries", type=_count, default=DownloadOptions().retries,
+                   help="retries after transient errors")
+    p.add_argument("--timeout", type=_positive_float, default=DownloadOptions().timeout,
+                   help="network timeout, seconds")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_download)
 
@@ -620,13 +594,13 @@ def add_convert(sub) -> None:
 
 
 def cmd_convert(args) -> int:
-    from histdenoise.loading import load_network
-    from histdenoise.native import ModelCard, save_native
+    from histdenoise.card import ModelCard
+    from histdenoise.model.loading import load_model
+    from histdenoise.model.native import save_native
 
     if args.dst.exists() and not args.overwrite:
         raise HistdenoiseError(f"{args.dst}: already exists (use --overwrite to replace it)")
-    model = load_network(args.src)
-    old = model.histdenoise_card
+    model, old = load_model(args.src)
     card = ModelCard(
         name=args.name or args.dst.name,
         config=old.config,
@@ -644,6 +618,8 @@ def cmd_convert(args) -> int:
 
 # --------------------------------------------------------------------------- export
 def add_export(sub) -> None:
+    from histdenoise.model.export import FORMATS, export_model
+
     p = sub.add_parser(
         "export",
         help="export a model for other runtimes: ONNX or TF SavedModel, with its card",
@@ -657,8 +633,8 @@ def add_export(sub) -> None:
     p.add_argument("model", help="registry name, checkpoint path or native folder")
     p.add_argument(
         "--format",
-        choices=("onnx", "savedmodel"),
-        default="onnx",
+        choices=FORMATS,
+        default=_keyword_defaults(export_model)["format"],
         help="onnx (run it with --backend onnxruntime) or savedmodel (default: onnx)",
     )
     p.add_argument("out", type=Path, help="output folder")
@@ -667,7 +643,7 @@ def add_export(sub) -> None:
 
 
 def cmd_export(args) -> int:
-    from histdenoise.export import export_model, read_export
+    from histdenoise.model.export import export_model, read_export
 
     out = export_model(args.model, args.out, format=args.format, overwrite=args.overwrite)
     record = read_export(out)["export"]
@@ -699,10 +675,10 @@ def add_info(sub) -> None:
 def cmd_info(args) -> int:
     import json
 
-    from histdenoise.loading import load_network
+    from histdenoise.model.loading import load_model
 
-    model = load_network(args.source)
-    card = model.histdenoise_card.to_dict()
+    model, card = load_model(args.source)
+    card = card.to_dict()
     card["parameters"] = model.count_params()
     print(json.dumps(card, indent=2))
     return 0

@@ -1,5 +1,9 @@
 """`Denoiser`: arrays and files in, denoised audio and the residual (exactly what was
-removed) out."""
+removed) out.
+
+Runtime core: must not import TensorFlow, Keras, or histdenoise.model, .training or
+.notebook at module level.
+"""
 
 from __future__ import annotations
 
@@ -32,10 +36,12 @@ from histdenoise.audio import (
     split_exact,
     to_float,
 )
+from histdenoise.card import CARD_NAME, WEIGHTS_NAME
 from histdenoise.engine import ChunkConfig, StreamingEngine
 from histdenoise.errors import HistdenoiseError
 from histdenoise.files import os_error_cause, remove_stale_temporaries, temp_path
 from histdenoise.registry import DEFAULT_MODEL
+from histdenoise.runner import output_names
 from histdenoise.stft import StftConfig
 
 Progress = Callable[[float, float], None]
@@ -88,17 +94,6 @@ class FileResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def output_paths(path: Path, out_dir: Path | None, extension: str) -> tuple[Path, Path, Path]:
-    """``<stem>_denoised<ext>``, ``<stem>_residual<ext>`` and ``<stem>_report.json``."""
-    folder = out_dir if out_dir is not None else path.parent
-    stem = path.stem
-    return (
-        folder / f"{stem}_denoised{extension}",
-        folder / f"{stem}_residual{extension}",
-        folder / f"{stem}_report.json",
-    )
-
-
 class Denoiser:
     """Denoise recordings with a two-stage U-Net.
 
@@ -106,7 +101,7 @@ class Denoiser:
         model: with the ``"tensorflow"`` backend, a registry name, checkpoint path (see
             `histdenoise.load_network`) or a Keras model, the default model when None; with
             ``"onnxruntime"``, an exported ONNX folder (``model.onnx`` + ``model.json``, see
-            `histdenoise.export`), a ``.onnx`` file, or ``"bundled"`` (shipped as ONNX
+            `histdenoise.model.export`), a ``.onnx`` file, or ``"bundled"`` (shipped as ONNX
             too; also the default when None).
         batch_size: spectrogram chunks (11 s of one channel each) per network call;
             more is faster on a GPU and needs more memory.
@@ -329,7 +324,7 @@ class Denoiser:
         """Denoise one file; write the denoised audio, the residual and a JSON report.
 
         Outputs go beside the input (or into ``out_dir``; or to ``outputs``, the
-        (denoised, residual, report) paths of a plan, see `histdenoise.plan`) under short
+        (denoised, residual, report) paths of a plan, see `histdenoise.runner`) under short
         temporary names and are renamed only when complete; on any error none is left
         behind. Temporaries of killed runs for these outputs are removed first. A file
         that ends before its header says is processed as far as it goes (``truncated`` in
@@ -342,7 +337,7 @@ class Denoiser:
         out_fmt = choose_output(info, settings.format, settings.subtype)
         if outputs is None:
             folder = Path(out_dir) if out_dir is not None else None
-            outputs = output_paths(path, folder, out_fmt.extension)
+            outputs = output_names(path, folder, out_fmt.extension)
         den_path, rem_path, rep_path = (Path(p) for p in outputs)
         check_outputs(path, (den_path, rem_path, rep_path), overwrite)
         make_folder(den_path.parent)
@@ -614,7 +609,7 @@ def _same_weights(onnx_file: Path, exported_sha256: str) -> bool:
     """Whether ``onnx_file`` (whose card records ``exported_sha256``) was exported from the
     weights beside it, if there are any (``model.weights.h5`` and its ``model.json``).
     A stale graph is logged, and ``backend="auto"`` runs TensorFlow instead."""
-    weights, card_file = onnx_file.with_name("model.weights.h5"), onnx_file.with_name("model.json")
+    weights, card_file = onnx_file.with_name(WEIGHTS_NAME), onnx_file.with_name(CARD_NAME)
     if not weights.is_file():
         return True  # an export folder: the graph is the model
     try:
@@ -625,7 +620,7 @@ def _same_weights(onnx_file: Path, exported_sha256: str) -> bool:
         return True
     logging.getLogger("histdenoise").warning(
         "%s: not exported from the %s beside it; running TensorFlow instead (regenerate "
-        "it with `histdenoise export`, see histdenoise.export)", onnx_file, weights.name
+        "it with `histdenoise export`, see histdenoise.model.export)", onnx_file, weights.name
     )
     return False
 
@@ -641,8 +636,7 @@ def _load_tensorflow(
 ) -> tuple[object, object, Callable[[np.ndarray], np.ndarray]]:
     """Load ``model`` with TensorFlow: the Keras model, its card and the network function."""
     try:
-        from histdenoise.loading import load_network
-        from histdenoise.native import ModelCard
+        from histdenoise.model.loading import load_model
     except ImportError as exc:
         if exc.name not in ("tensorflow", "keras"):
             raise
@@ -651,30 +645,26 @@ def _load_tensorflow(
             "tensorflow), or use --backend onnxruntime with an ONNX export"
         ) from None
 
-    network = load_network(model if model is not None else DEFAULT_MODEL)
-    card = getattr(network, "histdenoise_card", None)
-    if card is None:
-        config = getattr(network, "histdenoise_config", None)
-        card = ModelCard(name=getattr(network, "name", "custom"), config=config)
-    return network, card, _compile(network, precision, jit)
+    network, card = load_model(model if model is not None else DEFAULT_MODEL)
+    return network, card, _compile(network, card.config, precision, jit)
 
 
 def _compile(
-    model, precision: str = "float32", jit: bool = False
+    model, config, precision: str = "float32", jit: bool = False
 ) -> Callable[[np.ndarray], np.ndarray]:
     """The network as a traced function (batch, frames, bins, 2) -> stage 2, float32.
 
-    Reduced precision runs a copy of the network whose first stage is built under a Keras
-    mixed-precision policy (float32 weights, bfloat16/float16 compute) and whose second
-    stage stays float32; ``jit`` compiles it with XLA.
+    Reduced precision runs a copy of the network (of shape ``config``, a `NetworkConfig`)
+    whose first stage is built under a Keras mixed-precision policy (float32 weights,
+    bfloat16/float16 compute) and whose second stage stays float32; ``jit`` compiles it
+    with XLA.
     """
     import tensorflow as tf
 
     bins = model.input_shape[2]
     if precision != "float32":
-        from histdenoise.network import build_network
+        from histdenoise.model.network import build_network
 
-        config = getattr(model, "histdenoise_config", None)
         if config is None:
             raise HistdenoiseError(f"{precision} needs a histdenoise network (no config)")
         fast = build_network(config, stage1_dtype=f"mixed_{precision}")

@@ -14,6 +14,9 @@ An archive the registry gives no sha256 for is pinned on first use: its sha256 a
 recorded and printed, and a different archive under that name is refused later (a changed
 release, a poisoned mirror) unless ``force`` is given.
 Interrupted HTTP downloads resume with a ``Range`` request.
+
+Runtime core: must not import TensorFlow, Keras, or histdenoise.model, .training or
+.notebook at module level.
 """
 
 from __future__ import annotations

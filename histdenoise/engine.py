@@ -15,6 +15,12 @@ padding, are never used (except at the ends of the file). The last chunk is cut 
 frames the file still has (rounded up to ``align``), so a short file costs what it holds.
 One inverse STFT of the summed frames, by overlap-add, gives the output. Memory stays
 constant: only the chunks in flight, their frames and an ``n_fft`` tail are held.
+
+In the code: `_Input` reads the stream as far as needed; `StreamingEngine._cut_batch`
+cuts the next chunks (a `_Chunk` each); `StreamingEngine._run_batch` feeds them to the
+network; `_Stitcher` sums their weighted frames and overlap-adds those that are final.
+Needs numpy only: this module must not import TensorFlow, Keras or onnxruntime (the
+network comes in as a function).
 """
 
 from __future__ import annotations
@@ -25,7 +31,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from histdenoise.stft import StftConfig, istft_frames, stft
+from histdenoise.stft import (
+    StftConfig,
+    from_channels,
+    istft_frames,
+    overlap_add,
+    stft,
+    to_channels,
+)
 
 NetworkFn = Callable[[np.ndarray], np.ndarray]
 """Maps (batch, frames, bins, 2) float32 to the same shape (the denoised spectrogram)."""
@@ -135,117 +148,193 @@ class StreamingEngine:
 
         Yields (channels, samples) float32 blocks of output, in order, in total exactly as
         many samples as came in. Output lags input by about ``batch_size`` chunks.
+
+        Each round cuts the next chunks (`_cut_batch`), runs them through the network
+        (`_run_batch`), adds their weighted frames to the `_Stitcher`, and yields the
+        samples that no later chunk changes.
         """
         s, c = self.stft, self.chunk
-        hop, n_fft = s.hop, s.n_fft
-        lead = n_fft - hop
-        chunk_len = (c.frames - 1) * hop + n_fft  # samples a chunk spans
-        ch = self.channels
-
-        source = iter(blocks)
-        buf = np.zeros((ch, lead), np.float32)  # padded samples from buf0 on
-        buf0 = 0
-        n_in = 0  # real samples read
-        eof = False
+        source = _Input(blocks, self.channels, lead=s.n_fft - s.hop)
+        stitcher = _Stitcher(self.channels, s, c)
         k = 0  # next chunk
-        acc = np.zeros((ch, 0, s.bins), np.complex64)  # weighted frames from acc0 on
-        acc0 = 0
-        tail = np.zeros((ch, n_fft - hop), np.float32)  # overlap-add carry, at acc0 * hop
-        emitted = lead  # padded index up to which output was yielded
-        finished = False
-
-        def fill(upto: int) -> None:
-            nonlocal buf, n_in, eof
-            parts = [buf]
-            have = buf0 + buf.shape[1]
-            while have < upto and not eof:
-                try:
-                    block = np.asarray(next(source), dtype=np.float32)
-                except StopIteration:
-                    eof = True
-                    break
-                if block.ndim != 2 or block.shape[0] != ch:
-                    raise ValueError(f"expected blocks of shape ({ch}, n), got {block.shape}")
-                parts.append(block)
-                n_in += block.shape[1]
-                have += block.shape[1]
-            if len(parts) > 1:
-                buf = np.concatenate(parts, axis=1)
-
-        while not finished:
-            batch = []
-            while len(batch) < self.chunks_per_call:
-                start = k * c.stride * hop
-                fill(start + chunk_len + n_fft)  # read ahead to know whether k is last
-                if eof:
-                    if n_in == 0:
-                        return
-                    t_total = total_frames(n_in, s)
-                    if k >= c.num_chunks(t_total):
-                        break
-                    last = k == c.num_chunks(t_total) - 1
-                else:
-                    last = False
-                frames = c.frames
-                if last:  # only as many frames as the file still has, rounded up
-                    frames = c.last_chunk_frames(t_total - k * c.stride)
-                span = (frames - 1) * hop + n_fft
-                seg = buf[:, start - buf0 : start - buf0 + span]
-                if seg.shape[1] < span:
-                    seg = np.pad(seg, ((0, 0), (0, span - seg.shape[1])))
-                batch.append((k, stft(seg, s), last))
-                k += 1
-                if last:
-                    break
+        while True:
+            batch = self._cut_batch(source, k)
+            if batch is None:  # an empty stream
+                return
             if not batch:
                 break
-            # Network calls per run of equal-length chunks (a shortened last chunk goes
-            # alone), at most batch_size spectrograms each: (chunks*ch, frames, bins).
-            outs = []
-            for _, group in itertools.groupby(batch, key=lambda b: b[1].shape[1]):
-                specs = [b[1] for b in group]
-                spec = np.concatenate(specs, axis=0)
-                n = self.batch_size
-                parts = [_run(self.network, spec[i : i + n]) for i in range(0, len(spec), n)]
-                out = parts[0] if len(parts) == 1 else np.concatenate(parts)
-                outs.extend(np.split(out, len(specs), axis=0))
-            for y, (kk, _, last) in zip(outs, batch, strict=True):
-                w = c.weights(first=kk == 0, last=last)[: y.shape[1]].astype(np.float32)
-                lo = kk * c.stride - acc0
-                hi = lo + y.shape[1]
-                if hi > acc.shape[1]:
-                    acc = np.concatenate(
-                        [acc, np.zeros((ch, hi - acc.shape[1], s.bins), np.complex64)], axis=1
-                    )
-                acc[:, lo:hi] += y * w[None, :, None]
-                finished = finished or last
-            # Frames before the next chunk's start get no more contributions.
-            final = total_frames(n_in, s) if finished else k * c.stride
-            n_final = final - acc0
-            frames = istft_frames(acc[:, :n_final], s)  # (ch, n_final, n_fft)
-            ola = np.zeros((ch, n_final * hop + n_fft - hop), np.float32)
-            ola[:, : tail.shape[1]] += tail
-            for j in range(n_fft // hop):
-                part = frames[:, :, j * hop : (j + 1) * hop].reshape(ch, n_final * hop)
-                ola[:, j * hop : j * hop + n_final * hop] += part
-            ready_end = final * hop  # padded index up to which samples are final
-            out_start = acc0 * hop
-            tail = ola[:, n_final * hop :]
-            acc = acc[:, n_final:]
-            acc0 = final
-            hi = ready_end if not finished else lead + n_in
-            if hi > emitted:
-                yield ola[:, emitted - out_start : hi - out_start]
-                emitted = hi
-            # Drop input samples no later chunk needs.
-            keep_from = k * c.stride * hop
-            if keep_from > buf0:
-                buf = buf[:, keep_from - buf0 :]
-                buf0 = keep_from
+            for chunk, y in zip(batch, self._run_batch(batch), strict=True):
+                stitcher.add(chunk, y)
+            k = batch[-1].index + 1
+            finished = batch[-1].last
+            if finished:  # up to the end of the input
+                final, end = total_frames(source.samples, s), source.lead + source.samples
+            else:  # frames before the next chunk's start get no more contributions
+                final = k * c.stride
+                end = final * s.hop
+            block = stitcher.release(final, end)
+            if block is not None:
+                yield block
+            if finished:
+                break
+            source.drop_before(k * c.stride * s.hop)  # no later chunk needs these
+
+    def _span(self, frames: int) -> int:
+        """Samples a chunk of ``frames`` frames covers."""
+        return (frames - 1) * self.stft.hop + self.stft.n_fft
+
+    def _cut_batch(self, source: _Input, k: int) -> list[_Chunk] | None:
+        """Chunks ``k``, ``k + 1``, ... for one round: at most ``chunks_per_call``, ending
+        early at the file's last chunk (cut to the frames the file still has). An empty
+        list past the last chunk; None for a stream without samples."""
+        s, c = self.stft, self.chunk
+        batch: list[_Chunk] = []
+        while len(batch) < self.chunks_per_call:
+            start = k * c.stride * s.hop
+            source.fill(start + self._span(c.frames) + s.n_fft)  # to know whether k is last
+            frames, last = c.frames, False
+            if source.eof:
+                if source.samples == 0:
+                    return None
+                remaining = total_frames(source.samples, s)
+                if k >= c.num_chunks(remaining):
+                    break
+                last = k == c.num_chunks(remaining) - 1
+                if last:  # only as many frames as the file still has, rounded up
+                    frames = c.last_chunk_frames(remaining - k * c.stride)
+            segment = source.segment(start, self._span(frames))
+            batch.append(_Chunk(k, stft(segment, s), last))
+            k += 1
+            if last:
+                break
+        return batch
+
+    def _run_batch(self, batch: list[_Chunk]) -> list[np.ndarray]:
+        """Each chunk's denoised spectrogram (channels, frames, bins) complex64.
+
+        One network call per run of equal-length chunks (a shortened last chunk goes
+        alone), at most ``batch_size`` spectrograms each: (chunks * channels, frames, bins).
+        """
+        outs: list[np.ndarray] = []
+        for _, group in itertools.groupby(batch, key=lambda chunk: chunk.spec.shape[1]):
+            specs = [chunk.spec for chunk in group]
+            spec = np.concatenate(specs, axis=0)
+            n = self.batch_size
+            parts = [_run(self.network, spec[i : i + n]) for i in range(0, len(spec), n)]
+            out = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            outs.extend(np.split(out, len(specs), axis=0))
+        return outs
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """One chunk: its number ``index`` (it starts at frame ``index * stride``), its
+    spectrogram (channels, frames, bins) complex64, and whether it is the file's last."""
+
+    index: int
+    spec: np.ndarray
+    last: bool
+
+
+class _Input:
+    """The input stream, read as far as asked, as padded samples (``lead`` zeros first).
+
+    Attributes:
+        buf: (channels, n) float32, padded samples from index ``start`` on.
+        samples: real samples read so far.
+        eof: the stream has ended.
+    """
+
+    def __init__(self, blocks: Iterable[np.ndarray], channels: int, lead: int):
+        self._source = iter(blocks)
+        self.channels = channels
+        self.lead = lead
+        self.buf = np.zeros((channels, lead), np.float32)
+        self.start = 0
+        self.samples = 0
+        self.eof = False
+
+    def fill(self, upto: int) -> None:
+        """Read blocks until the padded index ``upto`` is held, or the stream ends."""
+        parts = [self.buf]
+        have = self.start + self.buf.shape[1]
+        while have < upto and not self.eof:
+            try:
+                block = np.asarray(next(self._source), dtype=np.float32)
+            except StopIteration:
+                self.eof = True
+                break
+            if block.ndim != 2 or block.shape[0] != self.channels:
+                raise ValueError(
+                    f"expected blocks of shape ({self.channels}, n), got {block.shape}"
+                )
+            parts.append(block)
+            self.samples += block.shape[1]
+            have += block.shape[1]
+        if len(parts) > 1:
+            self.buf = np.concatenate(parts, axis=1)
+
+    def segment(self, start: int, span: int) -> np.ndarray:
+        """Padded samples ``start`` to ``start + span`` (zeros past the end): (channels, span)."""
+        seg = self.buf[:, start - self.start : start - self.start + span]
+        if seg.shape[1] < span:
+            seg = np.pad(seg, ((0, 0), (0, span - seg.shape[1])))
+        return seg
+
+    def drop_before(self, index: int) -> None:
+        """Forget the samples before the padded index ``index``."""
+        if index > self.start:
+            self.buf = self.buf[:, index - self.start :]
+            self.start = index
+
+
+class _Stitcher:
+    """Sums the chunks' weighted output frames, and turns the frames that are final into
+    samples by overlap-add.
+
+    Attributes:
+        acc: (channels, n, bins) complex64, the weighted sum of frames from ``start`` on.
+        tail: the overlap-add carry: samples from ``start * hop`` on that later frames
+            still add to.
+        emitted: padded index up to which samples were released.
+    """
+
+    def __init__(self, channels: int, stft_cfg: StftConfig, chunk: ChunkConfig):
+        self.stft, self.chunk = stft_cfg, chunk
+        self.acc = np.zeros((channels, 0, stft_cfg.bins), np.complex64)
+        self.start = 0
+        self.tail = np.zeros((channels, stft_cfg.n_fft - stft_cfg.hop), np.float32)
+        self.emitted = stft_cfg.n_fft - stft_cfg.hop
+
+    def add(self, chunk: _Chunk, y: np.ndarray) -> None:
+        """Add chunk output ``y`` (channels, frames, bins), weighted (`ChunkConfig.weights`)."""
+        w = self.chunk.weights(first=chunk.index == 0, last=chunk.last)
+        w = w[: y.shape[1]].astype(np.float32)
+        lo = chunk.index * self.chunk.stride - self.start
+        hi = lo + y.shape[1]
+        if hi > self.acc.shape[1]:
+            grow = np.zeros((y.shape[0], hi - self.acc.shape[1], self.stft.bins), np.complex64)
+            self.acc = np.concatenate([self.acc, grow], axis=1)
+        self.acc[:, lo:hi] += y * w[None, :, None]
+
+    def release(self, final: int, end: int) -> np.ndarray | None:
+        """Overlap-add the frames before frame ``final`` (no chunk adds to them any more);
+        return the samples from the last release up to the padded index ``end`` (None if
+        there are none yet)."""
+        hop = self.stft.hop
+        n_final = final - self.start
+        ola = overlap_add(istft_frames(self.acc[:, :n_final], self.stft), self.stft, self.tail)
+        out_start = self.start * hop
+        self.tail = ola[:, n_final * hop :]
+        self.acc = self.acc[:, n_final:]
+        self.start = final
+        if end <= self.emitted:
+            return None
+        block = ola[:, self.emitted - out_start : end - out_start]
+        self.emitted = end
+        return block
 
 
 def _run(network: NetworkFn, spec: np.ndarray) -> np.ndarray:
     """Complex (batch, frames, bins) through the network; complex64 out."""
-    x = np.stack([spec.real, spec.imag], axis=-1).astype(np.float32)
-    y = np.asarray(network(x), dtype=np.float32)
-    return (y[..., 0] + 1j * y[..., 1]).astype(np.complex64)
+    return from_channels(np.asarray(network(to_channels(spec)), dtype=np.float32))

@@ -1,4 +1,8 @@
-"""Exceptions with one-line messages that name the file or model and the problem."""
+"""Exceptions with one-line messages that name the file or model and the problem.
+
+Runtime core: must not import TensorFlow, Keras, or histdenoise.model, .training or
+.notebook at module level.
+"""
 
 from __future__ import annotations
 

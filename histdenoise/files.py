@@ -1,4 +1,5 @@
-"""Small file utilities shared by checkpoints, downloads and outputs."""
+"""Small file utilities shared by checkpoints, downloads and outputs: hashes, atomic
+folders, temporaries, shipped data files. Must not import TensorFlow or Keras."""
 
 from __future__ import annotations
 
@@ -10,6 +11,24 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+"""The source tree's root (where ``checkpoints/`` and ``examples/`` are in a checkout)."""
+
+
+def shipped_file(package: str, name: str) -> Path:
+    """A data file shipped with histdenoise: ``name`` in the installed package ``package``
+    (``histdenoise.checkpoints``, ``histdenoise.examples``), else in its folder of the
+    source tree (``checkpoints/``, ``examples/``) when running from a checkout."""
+    try:
+        from importlib.resources import files
+
+        path = Path(str(files(package).joinpath(name)))
+        if path.is_file():
+            return path
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return REPO_ROOT / package.rsplit(".", 1)[-1] / name
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -1,4 +1,8 @@
-"""Quality measures on waveforms (dB)."""
+"""Quality measures on waveforms (dB).
+
+Runtime core: must not import TensorFlow, Keras, or histdenoise.model, .training or
+.notebook at module level.
+"""
 
 from __future__ import annotations
 

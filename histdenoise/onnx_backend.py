@@ -3,31 +3,31 @@
 This module and everything it imports need only numpy and onnxruntime, so that
 ``Denoiser(path, backend="onnxruntime")`` (and ``histdenoise denoise --backend
 onnxruntime``) work in an environment without TensorFlow. The export itself is
-`histdenoise.export`; the layout of an exported ONNX folder is::
+`histdenoise.model.export`; the layout of an exported ONNX folder is::
 
     model.onnx   graph: "spectrogram" (batch, frames, 1025, 2) float32 -> "denoised" (same
                  shape, stage 2 of the network); batch and frames are dynamic. The model card
                  is in metadata_props["histdenoise_card"] (JSON), the export record in
                  metadata_props["histdenoise_export"].
     model.json   the same model card, plus an "export" key holding the export record.
+
+Runtime core: must not import TensorFlow, Keras, or histdenoise.model, .training or
+.notebook at module level.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from histdenoise.card import CARD_NAME, ModelCard, parse_card
 from histdenoise.errors import CheckpointError, HistdenoiseError, first_line
-from histdenoise.stft import StftConfig
 
 ONNX_NAME = "model.onnx"
 """File name of the graph in an exported ONNX folder."""
-CARD_NAME = "model.json"
-"""File name of the model card beside an exported model."""
 CARD_KEY = "histdenoise_card"
 """ONNX metadata_props key of the model card (JSON)."""
 EXPORT_KEY = "histdenoise_export"
@@ -36,48 +36,6 @@ INPUT_NAME = "spectrogram"
 OUTPUT_NAME = "denoised"
 
 _EXPORT_HINT = "make one with `histdenoise export MODEL --format onnx OUT`"
-
-
-@dataclass
-class CardInfo:
-    """The parts of a model card (`histdenoise.native.ModelCard`) the ONNX path uses.
-
-    Read from JSON without importing Keras. ``data`` is the whole card as stored, so that
-    ``ModelCard.from_dict(card.data)`` rebuilds the full card where Keras is available.
-
-    Attributes:
-        name: model name.
-        stft: STFT the network expects (sample rate in Hz, n_fft and hop in samples).
-        licence: SPDX identifier of the weights' licence.
-        weights_sha256: sha256 of the weights the export was made from.
-        description: one paragraph for people.
-        config: the network config as stored (``channels``, ``depth``, ...).
-        data: the complete card dictionary.
-    """
-
-    name: str
-    stft: StftConfig = field(default_factory=StftConfig)
-    licence: str = ""
-    weights_sha256: str = ""
-    description: str = ""
-    config: dict = field(default_factory=dict)
-    data: dict = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> CardInfo:
-        """Build from a card dictionary (``ModelCard.to_dict()``, as in ``model.json``)."""
-        if not isinstance(d, dict) or "name" not in d:
-            raise ValueError("not a model card (no 'name')")
-        card = {k: v for k, v in d.items() if k != "export"}
-        return cls(
-            name=str(card["name"]),
-            stft=StftConfig.from_dict(card.get("stft") or {}),
-            licence=str(card.get("licence", "")),
-            weights_sha256=str(card.get("weights_sha256", "")),
-            description=str(card.get("description", "")),
-            config=dict(card.get("config") or {}),
-            data=card,
-        )
 
 
 def find_onnx(source: str | os.PathLike) -> Path:
@@ -212,13 +170,13 @@ class OnnxNetwork:
                 f"STFT gives {self.card.stft.bins}"
             )
 
-    def _read_card(self, meta: dict[str, str]) -> CardInfo:
+    def _read_card(self, meta: dict[str, str]) -> ModelCard:
         card_file = self.path.with_name(CARD_NAME)
         try:
             if CARD_KEY in meta:
-                return CardInfo.from_dict(json.loads(meta[CARD_KEY]))
+                return parse_card(meta[CARD_KEY])
             if card_file.is_file():
-                return CardInfo.from_dict(json.loads(card_file.read_text(encoding="utf-8")))
+                return parse_card(card_file.read_text(encoding="utf-8"))
         except (ValueError, TypeError, KeyError) as exc:
             where = f"{self.path} metadata" if CARD_KEY in meta else str(card_file)
             raise CheckpointError(f"{where}: invalid model card ({exc})") from None
@@ -239,15 +197,12 @@ class OnnxNetwork:
         return self.session.run([self.output_name], {self.input_name: x})[0]
 
 
-
 __all__ = [
     "CARD_KEY",
-    "CARD_NAME",
     "EXPORT_KEY",
     "INPUT_NAME",
     "ONNX_NAME",
     "OUTPUT_NAME",
-    "CardInfo",
     "OnnxNetwork",
     "default_providers",
     "find_onnx",

@@ -2,6 +2,9 @@
 
 ``$HISTDENOISE_REGISTRY`` points to another registry file (a mirror, a lab's own models);
 ``$HISTDENOISE_HOME`` moves the cache (downloads and unpacked models).
+
+Runtime core: must not import TensorFlow, Keras, or histdenoise.model, .training or
+.notebook at module level.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from histdenoise.errors import RegistryError
+from histdenoise.files import shipped_file
 
 DEFAULT_MODEL = "bundled"
 """The model `histdenoise denoise` uses when none is named."""
@@ -107,15 +111,7 @@ class ModelEntry:
 
 def default_registry_path() -> Path:
     """``checkpoints/registry.json`` shipped with histdenoise."""
-    try:
-        from importlib.resources import files
-
-        shipped = Path(str(files("histdenoise.checkpoints").joinpath("registry.json")))
-        if shipped.is_file():
-            return shipped
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parent.parent / "checkpoints" / "registry.json"
+    return shipped_file("histdenoise.checkpoints", "registry.json")
 
 
 def registry_path() -> Path:

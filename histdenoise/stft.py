@@ -1,10 +1,21 @@
-"""STFT conventions of the reference model (44.1 kHz, periodic Hamming 2048, hop 512)."""
+"""STFT conventions of the reference model (44.1 kHz, periodic Hamming 2048, hop 512).
+
+Runtime core: must not import TensorFlow, Keras, or histdenoise.model, .training or
+.notebook at module level.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+SAMPLE_RATE = 44100
+"""Hz: the rate the reference model works at (and the training corpus is rendered at)."""
+N_FFT = 2048
+"""Samples per STFT window and FFT: ``N_FFT // 2 + 1`` = 1025 bins."""
+HOP = 512
+"""Samples between STFT frames."""
 
 
 @dataclass(frozen=True)
@@ -18,9 +29,9 @@ class StftConfig:
         window: window name; ``"hamming"`` is the periodic Hamming window.
     """
 
-    sample_rate: int = 44100
-    n_fft: int = 2048
-    hop: int = 512
+    sample_rate: int = SAMPLE_RATE
+    n_fft: int = N_FFT
+    hop: int = HOP
     window: str = "hamming"
 
     @property
@@ -96,10 +107,18 @@ def istft_frames(spec: np.ndarray, cfg: StftConfig) -> np.ndarray:
     return (frames * synthesis_window(cfg)).astype(np.float32)
 
 
-def overlap_add(frames: np.ndarray, cfg: StftConfig) -> np.ndarray:
-    """Sum (..., frames, n_fft) frames at ``hop`` spacing: (..., (frames-1)*hop + n_fft)."""
+def overlap_add(
+    frames: np.ndarray, cfg: StftConfig, carry: np.ndarray | None = None
+) -> np.ndarray:
+    """Sum (..., frames, n_fft) frames at ``hop`` spacing: (..., (frames-1)*hop + n_fft).
+
+    ``carry`` (..., at most ``(frames-1)*hop + n_fft`` samples) is added at the start
+    first: the unfinished end of the previous call when a signal is summed in pieces.
+    """
     n = frames.shape[-2]
     out = np.zeros(frames.shape[:-2] + ((n - 1) * cfg.hop + cfg.n_fft,), np.float32)
+    if carry is not None:
+        out[..., : carry.shape[-1]] += carry
     if n == 0:
         return out
     per_hop = cfg.n_fft // cfg.hop

@@ -66,8 +66,9 @@ def sentinel(tmp_path_factory) -> Path:
     """A tiny native model with seeded random weights: fast plumbing for every test."""
     import numpy as np
 
-    from histdenoise.native import ModelCard, save_native
-    from histdenoise.network import NetworkConfig, build_network, checkpoint_variables
+    from histdenoise.card import ModelCard
+    from histdenoise.model.native import save_native
+    from histdenoise.model.network import NetworkConfig, build_network, checkpoint_variables
 
     config = NetworkConfig(**SENTINEL_CONFIG)
     model = build_network(config)
@@ -90,6 +91,6 @@ def identity_model():
 @pytest.fixture(scope="session")
 def sentinel_onnx(sentinel, tmp_path_factory) -> Path:
     """The sentinel model exported to ONNX: a folder with model.onnx and model.json."""
-    from histdenoise.export import export_model
+    from histdenoise.model.export import export_model
 
     return export_model(sentinel, tmp_path_factory.mktemp("exports") / "sentinel-onnx")

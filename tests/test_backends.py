@@ -22,7 +22,7 @@ FORWARD = """
 import json, sys
 import numpy as np
 import keras
-from histdenoise.network import NetworkConfig, build_network
+from histdenoise.model.network import NetworkConfig, build_network
 config, weights, inputs, out = sys.argv[1:5]
 model = build_network(NetworkConfig.from_dict(json.loads(config)))
 model.load_weights(weights)
@@ -46,7 +46,7 @@ def run_backend(backend: str, script: str, *args: str) -> None:
 def test_same_weights_same_outputs_on_other_backends(backend, small_model, reference, tmp_path):
     """The reference checkpoint's outputs, and odd frame counts, within 1e-4 of the largest
     output value."""
-    from histdenoise.network import NetworkConfig
+    from histdenoise.model.network import NetworkConfig
 
     ref = np.load(reference / "forward_small.npz")
     rng = np.random.default_rng(0)
@@ -81,8 +81,8 @@ print(json.dumps({"step": trainer.step, "loss": result["train_loss"]}))
 
 def test_train_on_jax_and_resume_on_tensorflow(tmp_path):
     """A run started under JAX continues under TensorFlow from the same checkpoint."""
-    from histdenoise.data import DataConfig
     from histdenoise.training import TrainConfig, Trainer
+    from histdenoise.training.data import DataConfig
     from tests.test_training import TINY, tiny_corpus
 
     corpus = tiny_corpus(tmp_path / "corpus")

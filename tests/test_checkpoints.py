@@ -9,11 +9,12 @@ import zipfile
 import numpy as np
 import pytest
 
-from histdenoise import load_network
+from histdenoise import load_model, load_network
+from histdenoise.card import ModelCard
 from histdenoise.errors import CheckpointError, RegistryError
-from histdenoise.native import ModelCard, load_native, read_card, save_native
-from histdenoise.network import NetworkConfig, build_network, checkpoint_variables
-from histdenoise.tf_checkpoint import (
+from histdenoise.model.native import load_native, read_card, save_native
+from histdenoise.model.network import NetworkConfig, build_network, checkpoint_variables
+from histdenoise.model.tf_checkpoint import (
     find_prefix,
     infer_config,
     read_weights,
@@ -58,11 +59,11 @@ def test_load_network_accepts_every_form(where, tmp_path, small_model, small_zip
         (folder / "checkpoint").unlink()
     if where == "zip":
         source.write_bytes(small_zip_bytes)
-    model = load_network(source)
+    model, card = load_model(source)
     expected = np.asarray(small_model(X)[0])
     np.testing.assert_array_equal(np.asarray(model(X)[0]), expected)
-    assert model.histdenoise_card.config == NetworkConfig.small()
-    assert len(model.histdenoise_card.weights_sha256) == 64
+    assert card.config == NetworkConfig.small()
+    assert len(card.weights_sha256) == 64
 
 
 def test_zip_is_unpacked_once(tmp_path, small_zip_bytes, isolated_cache):
@@ -78,9 +79,9 @@ def test_paper_keyed_prefix_loads_with_71m_parameters(tmp_path):
     model = build_network(NetworkConfig.paper())
     prefix = save_tf_checkpoint(model, tmp_path / "paper" / "checkpoint")
     del model
-    loaded = load_network(str(prefix))
+    loaded, card = load_model(str(prefix))
     assert loaded.count_params() == 71_408_196
-    assert loaded.histdenoise_card.config == NetworkConfig.paper()
+    assert card.config == NetworkConfig.paper()
 
 
 def test_tf_checkpoint_round_trip_without_object_graph(tiny, tmp_path):
@@ -93,7 +94,7 @@ def test_tf_checkpoint_round_trip_without_object_graph(tiny, tmp_path):
 def _write_weights(tmp_path, weights):
     import tensorflow as tf
 
-    from histdenoise.tf_checkpoint import KEY_PREFIX, KEY_SUFFIX
+    from histdenoise.model.tf_checkpoint import KEY_PREFIX, KEY_SUFFIX
 
     prefix = tmp_path / "bad" / "checkpoint"
     prefix.parent.mkdir()
@@ -171,7 +172,7 @@ def test_native_round_trip(tiny, tmp_path):
     with zipfile.ZipFile(archive, "w") as zf:
         for p in folder.iterdir():
             zf.write(p, f"tiny/{p.name}")
-    assert load_network(archive).histdenoise_card.name == "tiny"
+    assert load_model(archive).card.name == "tiny"
 
 
 def test_native_refuses_tampered_weights_and_existing_folder(tiny, tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from histdenoise.degradations import (
+from histdenoise.training.degradations import (
     NOISE_TYPES,
     REVOLUTION_S,
     Clicks,

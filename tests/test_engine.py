@@ -113,7 +113,7 @@ def test_reference_defect_is_gone(reference):
 def test_chunked_agrees_with_single_pass_for_a_real_network():
     import keras
 
-    from histdenoise.network import NetworkConfig, build_network, checkpoint_variables
+    from histdenoise.model.network import NetworkConfig, build_network, checkpoint_variables
 
     model = build_network(NetworkConfig(channels=(8, 16, 16, 32), depth=3, dense_layers=2))
     rng = np.random.default_rng(7)

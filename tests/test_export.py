@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from histdenoise.card import ModelCard
 from histdenoise.errors import CheckpointError, ExportError
-from histdenoise.export import export_model, read_export
-from histdenoise.native import ModelCard, read_card
-from histdenoise.onnx_backend import CARD_KEY, EXPORT_KEY, CardInfo, OnnxNetwork
+from histdenoise.model.export import export_model, read_export
+from histdenoise.model.native import read_card
+from histdenoise.onnx_backend import CARD_KEY, EXPORT_KEY, OnnxNetwork
 from tests.conftest import REPO, SMALL_CKPT
 
 TOLERANCE = 1e-4
@@ -49,6 +50,13 @@ def small_savedmodel(reference, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def small_card(reference):
+    from histdenoise import load_model
+
+    return load_model(SMALL_CKPT).card
+
+
+@pytest.fixture(scope="module")
 def sentinel_model(sentinel):
     from histdenoise import load_network
 
@@ -79,7 +87,7 @@ def test_onnx_other_frame_counts_of_the_reference_model(small_onnx, small_model)
         assert rel_error(net(x), small_model(x)[0]) < TOLERANCE
 
 
-def test_onnx_graph_signature_and_card_round_trip(small_onnx, small_model):
+def test_onnx_graph_signature_and_card_round_trip(small_onnx, small_card):
     import onnx
 
     proto = onnx.load(str(small_onnx / "model.onnx"))
@@ -89,19 +97,19 @@ def test_onnx_graph_signature_and_card_round_trip(small_onnx, small_model):
         assert value.name == name
         assert [d.dim_param or d.dim_value for d in dims] == ["batch", "frames", 1025, 2]
     meta = {p.key: p.value for p in proto.metadata_props}
-    expected = small_model.histdenoise_card.to_dict()
+    expected = small_card.to_dict()
     assert json.loads(meta[CARD_KEY]) == expected
     on_disk = json.loads((small_onnx / "model.json").read_text())
     assert on_disk["export"] == json.loads(meta[EXPORT_KEY])
     assert on_disk["export"]["opset"] == 17 and on_disk["export"]["checked_frames"] == [4, 7]
     assert {k: v for k, v in on_disk.items() if k != "export"} == expected
-    assert read_card(small_onnx) == small_model.histdenoise_card  # model.json is a card
+    assert read_card(small_onnx) == small_card  # model.json is a card
     card = OnnxNetwork(small_onnx).card
-    assert ModelCard.from_dict(card.data) == small_model.histdenoise_card
+    assert card == small_card
     assert (card.name, card.stft.bins, card.weights_sha256) == (
         "small_checkpoint",
         1025,
-        small_model.histdenoise_card.weights_sha256,
+        small_card.weights_sha256,
     )
 
 
@@ -114,15 +122,18 @@ def test_a_bare_onnx_file_reads_its_card_from_metadata(sentinel_onnx, tmp_path):
     assert net.export_info["format"] == "onnx"
 
 
-def test_card_info_ignores_the_export_record():
-    card = CardInfo.from_dict({"name": "x", "stft": {"sample_rate": 22050}, "export": {}})
-    assert card.stft.sample_rate == 22050 and "export" not in card.data
+def test_model_card_ignores_the_export_record():
+    card = ModelCard.from_dict({"name": "x", "stft": {"sample_rate": 22050}, "export": {}})
+    assert card.stft.sample_rate == 22050 and card.config is None
+    assert "export" not in card.to_dict()
     with pytest.raises(ValueError):
-        CardInfo.from_dict({"stft": {}})
+        ModelCard.from_dict({"stft": {}})
 
 
 # --------------------------------------------------------------------------- SavedModel
-def test_savedmodel_loads_back_and_matches_tensorflow(small_savedmodel, small_model, reference):
+def test_savedmodel_loads_back_and_matches_tensorflow(
+    small_savedmodel, small_model, small_card, reference
+):
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(small_savedmodel))
@@ -135,7 +146,7 @@ def test_savedmodel_loads_back_and_matches_tensorflow(small_savedmodel, small_mo
     assert rel_error(y, small_model(x)[0]) < TOLERANCE
     card = json.loads((small_savedmodel / "model.json").read_text())
     assert card["export"]["format"] == "savedmodel" and card["export"]["max_error"] < TOLERANCE
-    assert read_card(small_savedmodel) == small_model.histdenoise_card
+    assert read_card(small_savedmodel) == small_card
 
 
 # --------------------------------------------------------------------------- export errors
@@ -166,7 +177,7 @@ def test_export_errors_are_one_line_and_leave_nothing(tmp_path):
 
 
 def test_a_failed_check_leaves_no_output(sentinel, tmp_path, monkeypatch):
-    import histdenoise.export as export
+    import histdenoise.model.export as export
 
     monkeypatch.setattr(export, "_check", lambda *a, **k: 0.5)
     with pytest.raises(ExportError, match=r"differs from TensorFlow by 5\.00e-01"):
@@ -220,7 +231,7 @@ def test_the_bundled_model_ships_as_onnx_too(tmp_path):
     """`--backend onnxruntime` works out of the box: checkpoints/bundled/model.onnx is the
     export of the shipped weights (same card and sha256) and computes what they compute."""
     from histdenoise.denoiser import Denoiser
-    from histdenoise.loading import load_network
+    from histdenoise.model.loading import load_network
 
     d = Denoiser(backend="onnxruntime")  # the default model
     native = read_card(REPO / "checkpoints" / "bundled")
@@ -345,7 +356,7 @@ def test_auto_backend_choice(sentinel, sentinel_onnx, tmp_path, caplog):
 
 
 def test_onnx_graph_is_channels_first_without_conditionals():
-    """The shipped graph (histdenoise.onnx_graph): no `If` nodes, and no transposes but
+    """The shipped graph (histdenoise.model.onnx_graph): no `If` nodes, and no transposes but
     the two at its input and output; it loads in well under a second."""
     import onnx
 

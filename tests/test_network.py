@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from histdenoise.network import (
+from histdenoise.model.network import (
     DenseBlock,
     NetworkConfig,
     PaddedConv2D,
@@ -16,7 +16,7 @@ from histdenoise.network import (
     frequency_encoding,
     symmetric_pad,
 )
-from histdenoise.tf_checkpoint import KEY_PREFIX, KEY_SUFFIX
+from histdenoise.model.tf_checkpoint import KEY_PREFIX, KEY_SUFFIX
 
 
 def rel_err(a, b) -> float:

@@ -77,7 +77,7 @@ def test_uploads_of_ipywidgets_7_are_saved(tmp_path):
 
 
 def test_missing_fluidsynth_is_one_line_outside_colab(monkeypatch, capsys):
-    from histdenoise import corpus
+    from histdenoise.training import corpus
 
     monkeypatch.setattr(corpus, "SOUNDFONTS", ())  # a machine without a GM soundfont
     assert notebook.ensure_fluidsynth() is False

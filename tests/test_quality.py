@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from histdenoise.degradations import NOISE_TYPES, DegradationConfig, mix, simulate
 from histdenoise.metrics import si_sdr_db
+from histdenoise.training.degradations import NOISE_TYPES, DegradationConfig, mix, simulate
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "k80_clean.flac"
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from histdenoise.data import BatchStream, DataConfig, ExampleSource, segment_samples
-from histdenoise.degradations import DegradationConfig, RecordingChain
-from histdenoise.network import NetworkConfig
+from histdenoise.model.network import NetworkConfig
 from histdenoise.training import TrainConfig, Trainer, learning_rate_at, train
+from histdenoise.training.data import BatchStream, DataConfig, ExampleSource, segment_samples
+from histdenoise.training.degradations import DegradationConfig, RecordingChain
 
 TINY = NetworkConfig(channels=(4, 8, 8), depth=2, dense_layers=1)
 
@@ -121,7 +121,7 @@ def test_train_resume_and_export(corpus, tmp_path):
 
 
 def card_params(config):
-    from histdenoise.network import count_parameters
+    from histdenoise.model.network import count_parameters
 
     return count_parameters(config)
 
@@ -193,7 +193,7 @@ def test_training_config_json_round_trip(tmp_path):
 
 
 def test_build_testset_and_evaluate(corpus, sentinel, tmp_path):
-    from histdenoise.evaluate import (
+    from histdenoise.training.evaluate import (
         TestsetConfig,
         build_testset,
         evaluate,
@@ -222,7 +222,7 @@ def test_build_testset_and_evaluate(corpus, sentinel, tmp_path):
 def test_evaluate_warns_when_the_test_set_holds_training_pieces(corpus, sentinel, tmp_path):
     import shutil
 
-    from histdenoise.evaluate import TestsetConfig, build_testset, evaluate
+    from histdenoise.training.evaluate import TestsetConfig, build_testset, evaluate
 
     build_testset([str(corpus)], tmp_path / "ts", TestsetConfig(excerpts_per_piece=1,
                                                                  seconds=1.0, snrs=(6.0,)))
@@ -273,7 +273,7 @@ def test_testset_conditions_levels_and_card_update(corpus, sentinel, tmp_path):
     """Clean, single-disturbance and acoustic-era examples; per-band levels; card metrics."""
     import shutil
 
-    from histdenoise.evaluate import (
+    from histdenoise.training.evaluate import (
         CLEAN_SNR,
         TestsetConfig,
         build_testset,
@@ -310,8 +310,8 @@ def test_testset_conditions_levels_and_card_update(corpus, sentinel, tmp_path):
 
 
 def test_recording_chain_band_limits_the_music():
-    from histdenoise.degradations import RecordingChain
-    from histdenoise.evaluate import band_levels_db
+    from histdenoise.training.degradations import RecordingChain
+    from histdenoise.training.evaluate import band_levels_db
 
     x = np.random.default_rng(0).standard_normal(44100)
     chain = RecordingChain(acoustic=1.0, electrical=0.0)

@@ -2,7 +2,7 @@
 
 A GPU machine lent for a few minutes has no FluidSynth and no network, and what travels
 there is limited in size. This writes the chosen splits and categories of a corpus as
-Opus (48 kHz in the file, resampled back to 44.1 kHz by `histdenoise.data.load_mono`
+Opus (48 kHz in the file, resampled back to 44.1 kHz by `histdenoise.training.data.load_mono`
 when ``cache_audio`` is on) with its ``corpus.csv``; 40 kbit/s mono keeps about two
 hours of music in 36 MB.
 

@@ -1,6 +1,8 @@
 """Look inside a two-stage U-Net: its input spectrogram, both stage outputs, attention masks.
 
 For teaching (notebook 3) and debugging; the denoiser itself never needs this.
+
+Model layer (imports Keras): must not import histdenoise.training or .notebook.
 """
 
 from __future__ import annotations
@@ -44,13 +46,12 @@ def run_stages(model, audio: np.ndarray, stft_cfg: StftConfig | None = None) -> 
     The whole excerpt goes through the network in one piece (no chunking), so keep it
     to some seconds.
     """
-    from histdenoise.loading import load_network
-    from histdenoise.network import build_network
+    from histdenoise.model.loading import load_model
+    from histdenoise.model.network import build_network
 
-    model = load_network(model)
-    card = getattr(model, "histdenoise_card", None)
-    cfg = stft_cfg or (card.stft if card is not None and card.stft else StftConfig())
-    probe = build_network(model.histdenoise_config, with_attention=True)
+    model, card = load_model(model)
+    cfg = stft_cfg or (card.stft if card.stft else StftConfig())
+    probe = build_network(card.config, with_attention=True)
     probe.set_weights(model.get_weights())
     x = np.asarray(audio, np.float32)
     if x.ndim != 1:

@@ -19,6 +19,8 @@ so a piece heard in training never appears in the test split, in any rendering.
 Output: ``<out>/<split>/<category>/<piece>.flac`` (44.1 kHz mono, 16 bit, peak -1 dBFS,
 at most `MAX_SECONDS`)
 and ``<out>/corpus.csv`` listing every file with its provenance.
+
+Training layer: must not import histdenoise.notebook at module level.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from histdenoise.errors import HistdenoiseError, first_line
+from histdenoise.stft import SAMPLE_RATE
 
-SAMPLE_RATE = 44100
 MAX_SECONDS = 180.0
 """Renderings are cut to their first three minutes, to keep the categories balanced."""
 MAX_MEASURES = 48
@@ -382,7 +384,7 @@ def build_corpus(
                           if split_of(f"wesnoth/{Path(p).stem}") in config.splits]
     rows, failures = [], []
     existing = _read_rows(out / "corpus.csv")
-    from histdenoise.data import safe_context
+    from histdenoise.training.data import safe_context
 
     with ProcessPoolExecutor(config.workers, mp_context=safe_context()) as pool:
         futures = []
@@ -439,17 +441,16 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
 def read_corpus(root: str | Path) -> list[dict]:
     """Rows of ``<root>/corpus.csv``, or, for any folder of audio without one, every audio
     file as a piece (category ``music``, split by a hash of its path)."""
-    from histdenoise.audio import AUDIO_EXTENSIONS
+    from histdenoise.audio import audio_files_below
 
     root = Path(root)
     table = root / "corpus.csv"
     if table.is_file():
         return list(_read_rows(table).values())
     rows = []
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS:
-            rel = p.relative_to(root).as_posix()
-            rows.append({"file": rel, "piece": rel, "category": "music", "split": split_of(rel)})
+    for p in audio_files_below(root):
+        rel = p.relative_to(root).as_posix()
+        rows.append({"file": rel, "piece": rel, "category": "music", "split": split_of(rel)})
     return rows
 
 

@@ -8,13 +8,15 @@ historical records really hold:
 
 - ``recording_chain``: a share of clean targets is coloured like an acoustic- or
   early electrical-era record (band limits, horn resonances; see
-  `histdenoise.degradations.RecordingChain`): band-limited music is music, not noise;
+  `histdenoise.training.degradations.RecordingChain`): band-limited music is music, not noise;
 - ``single_noise_fraction``: a share of examples carries one disturbance type alone;
 - ``clean_fraction``: a share of examples carries no noise at all (do no harm).
 
 `ExampleSource.batch` makes the batch of a given training step, spectrograms
 (batch x frames x 1025 x 2), from that step's own seed (the same batch whichever process
 makes it), and `BatchStream` makes batches ahead in worker processes.
+
+Training layer: must not import histdenoise.notebook at module level.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from histdenoise.corpus import read_corpus
-from histdenoise.degradations import (
+from histdenoise.errors import HistdenoiseError
+from histdenoise.stft import StftConfig, stft, to_channels
+from histdenoise.training.corpus import read_corpus
+from histdenoise.training.degradations import (
     NOISE_TYPES,
     DegradationConfig,
     RecordingChain,
@@ -34,8 +38,6 @@ from histdenoise.degradations import (
     mix,
     simulate,
 )
-from histdenoise.errors import HistdenoiseError
-from histdenoise.stft import StftConfig, stft, to_channels
 
 
 @dataclass

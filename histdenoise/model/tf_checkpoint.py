@@ -2,7 +2,10 @@
 
 Variables are read by key with ``tf.train.load_checkpoint``: the reference code is not
 needed, and a ``_CHECKPOINTABLE_OBJECT_GRAPH`` entry is optional. The network config
-(depth, dense-block layers, channels) is inferred from the keys and shapes.
+(depth, dense-block layers, channels) is inferred from the keys and shapes
+(`histdenoise.model.network.infer_config`).
+
+Model layer (imports Keras): must not import histdenoise.training or .notebook.
 """
 
 from __future__ import annotations
@@ -14,7 +17,13 @@ import keras
 import numpy as np
 
 from histdenoise.errors import CheckpointError, first_line
-from histdenoise.network import NetworkConfig, build_network, checkpoint_variables, expected_shapes
+from histdenoise.model.network import (
+    NetworkConfig,
+    build_network,
+    checkpoint_variables,
+    expected_shapes,
+    infer_config,
+)
 
 KEY_PREFIX = "layer_with_weights-0/"
 KEY_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
@@ -64,36 +73,6 @@ def read_weights(prefix: str | Path) -> dict[str, np.ndarray]:
             f"{prefix}: no network variables (keys starting with {KEY_PREFIX!r}) in checkpoint"
         )
     return out
-
-
-def infer_config(weights: dict[str, np.ndarray], source: str | Path = "") -> NetworkConfig:
-    """The network config whose variables these are (checked by `check_weights`)."""
-
-    def shape(key):
-        if key not in weights:
-            raise CheckpointError(f"{source}: cannot infer the network config: missing {key}")
-        return weights[key].shape
-
-    levels = {int(m.group(1)) for k in weights if (m := re.match(r"encoder_s1/eblocks/(\d+)/", k))}
-    depth = len(levels)
-    if depth == 0 or levels != set(range(depth)):
-        raise CheckpointError(f"{source}: cannot infer depth from encoder levels {sorted(levels)}")
-    dense = {
-        int(m.group(1))
-        for k in weights
-        if (m := re.match(r"encoder_s1/eblocks/0/i_block/tfc/H/(\d+)/", k))
-    }
-    channels = [
-        shape(f"encoder_s1/eblocks/{i}/i_block/conv2d_res/kernel")[-1] for i in range(depth)
-    ]
-    channels.append(shape("encoder_s1/i_block/conv2d_res/kernel")[-1])
-    stem = shape("conv2d_1/kernel")
-    return NetworkConfig(
-        channels=tuple(int(c) for c in channels),
-        depth=depth,
-        dense_layers=len(dense),
-        freq_encodings=int(stem[2]) - 2,
-    )
 
 
 def check_weights(

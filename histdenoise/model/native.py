@@ -2,8 +2,11 @@
 
 Layout of a native checkpoint folder::
 
-    model.json          the model card (`ModelCard`): config, STFT, provenance, sha256
+    model.json          the model card (`histdenoise.card.ModelCard`): config, STFT,
+                        provenance, sha256
     model.weights.h5    Keras 3 weights of the network built from the card's config
+
+Model layer (imports Keras): must not import histdenoise.training or .notebook.
 """
 
 from __future__ import annotations
@@ -11,19 +14,21 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import platform
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import keras
 
+from histdenoise.card import (
+    CARD_NAME,
+    WEIGHTS_NAME,
+    LoadedModel,
+    ModelCard,
+    card_path,
+    parse_card,
+)
 from histdenoise.errors import CheckpointError
 from histdenoise.files import atomic_folder, sha256_file
-from histdenoise.network import NetworkConfig, build_network
-from histdenoise.stft import StftConfig
-
-CARD_NAME = "model.json"
-WEIGHTS_NAME = "model.weights.h5"
-FORMAT_VERSION = 1
+from histdenoise.model.network import build_network
 
 
 def software_versions() -> dict[str, str]:
@@ -45,56 +50,6 @@ def software_versions() -> dict[str, str]:
         "numpy": np.__version__,
         "python": platform.python_version(),
     }
-
-
-@dataclass
-class ModelCard:
-    """What a native checkpoint is: enough to rebuild, verify and cite it.
-
-    Attributes:
-        name: short model name (``bundled``, ``moliner2022``).
-        config: network shape.
-        stft: STFT the network was trained with.
-        description: one paragraph for people.
-        licence: SPDX identifier of the weights' licence.
-        source: where the weights come from (converted file, training run).
-        training: data and settings of training (free-form).
-        training_pieces: the pieces of its training split, as `histdenoise.data.piece_key`
-            names them (corpus ``source``, e.g. ``music21:haydn/opus1no1/movement2.mxl``, or
-            piece name); `histdenoise.evaluate.evaluate` warns when a test set uses any.
-        metrics: measured quality (free-form, with units in the keys).
-        weights_sha256: sha256 of ``model.weights.h5``; checked on load.
-        software: versions that wrote the checkpoint.
-        created: ISO 8601 UTC time of writing.
-    """
-
-    name: str
-    config: NetworkConfig
-    stft: StftConfig = field(default_factory=StftConfig)
-    description: str = ""
-    licence: str = ""
-    source: str = ""
-    training: dict = field(default_factory=dict)
-    training_pieces: list[str] = field(default_factory=list)
-    metrics: dict = field(default_factory=dict)
-    weights_sha256: str = ""
-    software: dict = field(default_factory=dict)
-    created: str = ""
-    format_version: int = FORMAT_VERSION
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["config"] = self.config.to_dict()
-        d["stft"] = self.stft.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ModelCard:
-        d = dict(d)
-        d["config"] = NetworkConfig.from_dict(d["config"])
-        d["stft"] = StftConfig.from_dict(d.get("stft", {}))
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 def save_native(
@@ -120,14 +75,16 @@ def save_native(
 
 def read_card(path: str | Path) -> ModelCard:
     """The model card of a native checkpoint folder (or of its ``model.json``)."""
-    path = Path(path)
-    card_path = path / CARD_NAME if path.is_dir() else path
+    where = card_path(path)
     try:
-        return ModelCard.from_dict(json.loads(card_path.read_text(encoding="utf-8")))
+        card = parse_card(where.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise CheckpointError(f"{card_path}: no model card") from None
+        raise CheckpointError(f"{where}: no model card") from None
     except (ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{card_path}: invalid model card ({exc})") from None
+        raise CheckpointError(f"{where}: invalid model card ({exc})") from None
+    if card.config is None:
+        raise CheckpointError(f"{where}: invalid model card ('config')")
+    return card
 
 
 def is_native(path: str | Path) -> bool:
@@ -138,7 +95,7 @@ def is_native(path: str | Path) -> bool:
     return path.name in (CARD_NAME, WEIGHTS_NAME) and (path.parent / CARD_NAME).is_file()
 
 
-def load_native(path: str | Path, verify: bool = True) -> tuple[keras.Model, ModelCard]:
+def load_native(path: str | Path, verify: bool = True) -> LoadedModel:
     """Load a native checkpoint; checks the weights' sha256 against the card.
 
     Returns:
@@ -162,5 +119,4 @@ def load_native(path: str | Path, verify: bool = True) -> tuple[keras.Model, Mod
         model.load_weights(weights)
     except Exception as exc:
         raise CheckpointError(f"{weights}: cannot load weights ({exc})") from None
-    model.histdenoise_card = card
-    return model, card
+    return LoadedModel(model, card)

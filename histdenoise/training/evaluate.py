@@ -11,6 +11,8 @@ with and without noise. `SUITES` names the sets the README reports, among them
 settings that score best on the set) and returns one row per example and method, with
 SI-SDR/SNR improvement, output level and per-band level against the clean reference;
 `summarise` averages them.
+
+Training layer: must not import histdenoise.notebook at module level.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from histdenoise.card import CARD_NAME
 from histdenoise.errors import HistdenoiseError
 from histdenoise.files import temp_path
 from histdenoise.metrics import si_sdr_db, snr_db
+from histdenoise.stft import HOP, N_FFT, SAMPLE_RATE
 
 TEST_SNRS = (2.0, 6.0, 12.0)
 CLEAN_SNR = float("inf")
@@ -74,7 +78,7 @@ def heldout_noise():
     """A family of noise settings no training config of ours uses: 60 Hz mains hum (the
     bundled model trains on 50 Hz only), browner hiss (slope 1.3-1.8; training 0.3-1.2),
     and worn-record click rates (30-60 per second; training 1-25)."""
-    from histdenoise.degradations import Clicks, DegradationConfig, Hiss, Hum
+    from histdenoise.training.degradations import Clicks, DegradationConfig, Hiss, Hum
 
     return DegradationConfig(hiss=Hiss(slope=(1.3, 1.8)), clicks=Clicks(rate_hz=(30.0, 60.0)),
                              hum=Hum(mains_hz=(60.0,)))
@@ -96,9 +100,9 @@ def build_testset(corpus: list[str], out: str | Path, config: TestsetConfig | No
     """Write a test set from the corpora's chosen splits into ``out``; returns the csv path."""
     import soundfile as sf
 
-    from histdenoise.corpus import read_corpus
-    from histdenoise.data import DataConfig, ExampleSource, piece_key
-    from histdenoise.degradations import RecordingChain, mix
+    from histdenoise.training.corpus import read_corpus
+    from histdenoise.training.data import DataConfig, ExampleSource, piece_key
+    from histdenoise.training.degradations import RecordingChain, mix
 
     config = config or TestsetConfig()
     unknown = set(config.conditions) - set(CONDITIONS)
@@ -108,7 +112,7 @@ def build_testset(corpus: list[str], out: str | Path, config: TestsetConfig | No
             for root in corpus for row in read_corpus(root)}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    frames = int(config.seconds * 44100 - 2048) // 512 + 1
+    frames = int(config.seconds * SAMPLE_RATE - N_FFT) // HOP + 1
     data = DataConfig(corpus=list(corpus), segment_frames=frames,
                       categories=list(config.categories))
     pieces, first = [], None
@@ -132,7 +136,7 @@ def build_testset(corpus: list[str], out: str | Path, config: TestsetConfig | No
         source.pieces = [(path, category)]
         for e in range(config.excerpts_per_piece):
             music, _ = source.clean_segment()
-            coloured = acoustic.apply(music, 44100, source.rng)
+            coloured = acoustic.apply(music, SAMPLE_RATE, source.rng)
             for condition in config.conditions:
                 clean = coloured if "acoustic" in condition else music
                 if condition.startswith("clean"):
@@ -145,8 +149,8 @@ def build_testset(corpus: list[str], out: str | Path, config: TestsetConfig | No
                 for snr, noise in cases:
                     noisy, ref = mix(clean, noise, 0.0 if snr == CLEAN_SNR else snr, 0.0)
                     stem = f"{p_idx:03d}_{e}_{condition}_{snr:g}dB"
-                    sf.write(out / f"{stem}_noisy.flac", noisy, 44100, subtype="PCM_24")
-                    sf.write(out / f"{stem}_clean.flac", ref, 44100, subtype="PCM_24")
+                    sf.write(out / f"{stem}_noisy.flac", noisy, SAMPLE_RATE, subtype="PCM_24")
+                    sf.write(out / f"{stem}_clean.flac", ref, SAMPLE_RATE, subtype="PCM_24")
                     rows.append({"noisy": f"{stem}_noisy.flac", "clean": f"{stem}_clean.flac",
                                  "snr_db": snr, "category": category, "piece": path.stem,
                                  "source": keys.get(path.as_posix(), path.stem),
@@ -159,7 +163,7 @@ def build_testset(corpus: list[str], out: str | Path, config: TestsetConfig | No
     return table
 
 
-def band_levels_db(x: np.ndarray, sr: int = 44100) -> np.ndarray:
+def band_levels_db(x: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
     """Level (dB) of ``x`` in each of `BANDS_HZ`, from one whole-signal power spectrum."""
     spec = np.abs(np.fft.rfft(np.asarray(x, np.float64))) ** 2
     f = np.fft.rfftfreq(len(x), 1.0 / sr)
@@ -168,7 +172,7 @@ def band_levels_db(x: np.ndarray, sr: int = 44100) -> np.ndarray:
 
 
 def training_overlap(card, items: list[dict]) -> list[str]:
-    """The test pieces (`histdenoise.data.piece_key` names) that ``card``'s model was
+    """The test pieces (`histdenoise.training.data.piece_key` names) that ``card``'s model was
     trained on, by its card's ``training_pieces``; empty when the card lists none."""
     listed = list(getattr(card, "training_pieces", None) or [])
     listed += list((getattr(card, "training", None) or {}).get("training_pieces", []))
@@ -195,7 +199,7 @@ NOISEREDUCE_GRID = [
 def _noisereduce(noisy: np.ndarray, settings: dict) -> np.ndarray:
     import noisereduce
 
-    return noisereduce.reduce_noise(y=noisy, sr=44100, **settings).astype(np.float32)
+    return noisereduce.reduce_noise(y=noisy, sr=SAMPLE_RATE, **settings).astype(np.float32)
 
 
 def evaluate(
@@ -232,7 +236,7 @@ def evaluate(
         pairs.append((it, noisy, clean))
     outputs: dict[str, list[np.ndarray]] = {"input": [p[1] for p in pairs], "model": []}
     for _, noisy, _ in tqdm(pairs, desc="model", disable=not progress):
-        outputs["model"].append(denoiser.denoise(noisy, 44100)[0])
+        outputs["model"].append(denoiser.denoise(noisy, SAMPLE_RATE)[0])
     info = {"model": denoiser.card.name, "training_overlap": overlap}
     if baselines:
         best, best_score = None, -np.inf
@@ -340,7 +344,7 @@ def format_levels(summary: list[dict], method: str = "model") -> str:
 
 def save_results(rows: list[dict], info: dict, out: str | Path) -> dict[str, Path]:
     """Write ``results.csv``, ``summary.json``, ``table.md`` and ``si_sdr.png`` to ``out``."""
-    from histdenoise.plotting import plot_improvements
+    from histdenoise.notebook.plotting import plot_improvements
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -402,7 +406,7 @@ def card_metrics(summary: list[dict], suite: str) -> dict[str, float]:
 def update_card(model: str | Path, summary: list[dict], suite: str) -> Path:
     """Write `card_metrics` into the ``metrics`` of a native model folder's card (replacing
     that suite's earlier entries); returns the card's path."""
-    path = Path(model) / "model.json"
+    path = Path(model) / CARD_NAME
     if not path.is_file():
         raise HistdenoiseError(f"{model}: --update-card needs a native model folder "
                                "(with model.json)")

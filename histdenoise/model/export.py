@@ -7,7 +7,7 @@ with the batch and frames axes dynamic. ``OUT`` is always a folder:
 ONNX (``format="onnx"``)::
 
     OUT/model.onnx   input "spectrogram", output "denoised" (written from the weights by
-                     `histdenoise.onnx_graph`: channels-first inside, no conditionals,
+                     `histdenoise.model.onnx_graph`: channels-first inside, no conditionals,
                      a third of a second to load); the model card as JSON in
                      metadata_props["histdenoise_card"], the export record in
                      metadata_props["histdenoise_export"]
@@ -28,7 +28,9 @@ with `histdenoise.onnx_backend.OnnxNetwork`, or ``Denoiser(OUT, backend="onnxrun
 The shipped ``checkpoints/bundled/model.onnx`` is regenerated from
 ``checkpoints/bundled/model.weights.h5`` (after retraining) with one command::
 
-    python -m histdenoise.export bundled
+    python -m histdenoise.model.export bundled
+
+Model layer (imports Keras): must not import histdenoise.training or .notebook.
 """
 
 from __future__ import annotations
@@ -41,11 +43,11 @@ from pathlib import Path
 
 import numpy as np
 
+from histdenoise.card import CARD_NAME
 from histdenoise.errors import ExportError, first_line
 from histdenoise.files import atomic_folder
 from histdenoise.onnx_backend import (
     CARD_KEY,
-    CARD_NAME,
     EXPORT_KEY,
     INPUT_NAME,
     ONNX_NAME,
@@ -103,8 +105,9 @@ def export_model(
     """Export a network for inference, with its model card.
 
     Args:
-        source: anything `histdenoise.loading.load_network` takes: a registry name
-            (``"bundled"``), a checkpoint path, a native model folder, or a Keras model.
+        source: anything `histdenoise.model.loading.load_model` takes: a registry name
+            (``"bundled"``), a checkpoint path, a native model folder, a Keras model, or a
+            `histdenoise.card.LoadedModel`.
         out: the output folder (see the module docstring for its layout). It is assembled
             under a temporary name and renamed when complete.
         format: ``"onnx"`` or ``"savedmodel"``.
@@ -133,12 +136,16 @@ def export_model(
     if out.exists() and not overwrite:
         raise ExportError(f"{out}: already exists (use --overwrite to replace it)")
 
-    from histdenoise.loading import load_network
+    from histdenoise.model.loading import load_model
 
-    model = load_network(source)
-    card = _card_of(model, source)
+    model, card = load_model(source)
+    if card.config is None:
+        raise ExportError(
+            f"{getattr(model, 'name', source)}: no network config "
+            "(build it with histdenoise.build_network or load it with load_model)"
+        )
     bins = int(model.input_shape[2])
-    depth = getattr(card.config, "depth", 2)
+    depth = card.config.depth
     # 2**depth frames (the U-Net's down-sampling) and an odd count that exercises padding
     frames = [2**depth, 2**depth + 3]
     t0 = time.perf_counter()
@@ -152,7 +159,7 @@ def export_model(
     card_dict = card.to_dict()
     with atomic_folder(out) as tmp:
         if format == "onnx":
-            run = _write_onnx(model, bins, tmp, source)
+            run = _write_onnx(model, card.config, tmp, source)
         else:
             run = _write_savedmodel(model, bins, tmp, source)
         if verify:
@@ -185,22 +192,6 @@ def read_export(path: str | os.PathLike) -> dict:
 
 
 # --------------------------------------------------------------------------- helpers
-def _card_of(model, source):
-    """The model's card; built from its config for a bare Keras model."""
-    from histdenoise.native import ModelCard
-
-    card = getattr(model, "histdenoise_card", None)
-    if card is not None:
-        return card
-    config = getattr(model, "histdenoise_config", None)
-    if config is None:
-        raise ExportError(
-            f"{getattr(model, 'name', source)}: no network config "
-            "(build it with histdenoise.build_network or load it with load_network)"
-        )
-    return ModelCard(name=getattr(model, "name", "custom"), config=config)
-
-
 def _software(format: str) -> dict[str, str]:
     import keras
     import tensorflow as tf
@@ -232,18 +223,16 @@ def _serving_function(model, bins: int):
     return serve, spec
 
 
-def _write_onnx(model, bins: int, folder: Path, source):
-    """Write ``folder/model.onnx`` (`histdenoise.onnx_graph`: NCHW, no ``If`` nodes);
+def _write_onnx(model, config, folder: Path, source):
+    """Write ``folder/model.onnx`` (`histdenoise.model.onnx_graph`: NCHW, no ``If`` nodes);
     return a runner for the check."""
     import onnx
 
+    from histdenoise.model.onnx_graph import build_onnx
     from histdenoise.onnx_backend import session_options
-    from histdenoise.onnx_graph import build_onnx
 
-    if getattr(model, "histdenoise_config", None) is None:
-        raise ExportError(f"{source}: ONNX export needs a histdenoise network (no config)")
     try:
-        proto = build_onnx(model, OPSET)
+        proto = build_onnx(model, config, OPSET)
         onnx.checker.check_model(proto)
     except Exception as exc:
         raise ExportError(f"{source}: ONNX conversion failed ({first_line(exc)})") from None
@@ -326,7 +315,7 @@ def refresh_shipped_onnx(name: str = "bundled") -> tuple[Path, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m histdenoise.export [NAME]``: `refresh_shipped_onnx` (default bundled)."""
+    """``python -m histdenoise.model.export [NAME]``: `refresh_shipped_onnx` (default bundled)."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv

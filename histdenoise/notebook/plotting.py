@@ -2,6 +2,8 @@
 
 Every function returns a matplotlib Figure and never calls ``plt.show``, so it works in
 notebooks, scripts and tests alike (Agg backend when there is no display).
+
+Notebook layer: must not import TensorFlow or Keras at module level.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+from histdenoise.stft import HOP, N_FFT, SAMPLE_RATE
 
 
 def _figure(*args, **kwargs):
@@ -27,7 +31,7 @@ def to_png(fig, dpi: int = 96) -> bytes:
     return buffer.getvalue()
 
 
-def db_spectrogram(x: np.ndarray, sr: int, n_fft: int = 2048, hop: int = 512) -> np.ndarray:
+def db_spectrogram(x: np.ndarray, sr: int, n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:
     """Magnitude in dB (full scale sine = 0 dB) of a mono signal: (bins, frames)."""
     import librosa
 
@@ -59,7 +63,7 @@ def specplot(
         image = librosa.display.specshow(
             spec,
             sr=sr,
-            hop_length=512,
+            hop_length=HOP,
             x_axis="time",
             y_axis="log",
             ax=ax,
@@ -112,7 +116,7 @@ def plot_history(history: Sequence[dict]):
     return fig
 
 
-def plot_frequency_encoding(encoding: np.ndarray, sr: int = 44100):
+def plot_frequency_encoding(encoding: np.ndarray, sr: int = SAMPLE_RATE):
     """The cosine frequency-position channels: (bins, n) against frequency, Hz."""
     n = encoding.shape[1]
     fig = _figure(figsize=(7, 3.2), layout="constrained")
@@ -133,7 +137,7 @@ def plot_frequency_encoding(encoding: np.ndarray, sr: int = 44100):
     return fig
 
 
-def plot_masks(mask: np.ndarray, sr: int = 44100, hop: int = 512, count: int = 4):
+def plot_masks(mask: np.ndarray, sr: int = SAMPLE_RATE, hop: int = HOP, count: int = 4):
     """The first ``count`` channels of an attention mask (frames, bins, channels), 0..1."""
     frames, _, channels = mask.shape
     count = min(count, channels)

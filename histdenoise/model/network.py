@@ -5,81 +5,25 @@ The network maps a complex spectrogram, stored as real and imaginary channels of
 ``(stage2, stage1)``. Inference uses ``stage2``. Any number of frames (>= 1) works.
 
 Every layer that owns weights knows its path in the authors' TensorFlow checkpoint
-(``checkpoint_children``), so that `histdenoise.tf_checkpoint` can map keys one to one.
+(``checkpoint_children``), so that `histdenoise.model.tf_checkpoint` can map keys one to one.
+
+Model layer (imports Keras): must not import histdenoise.training or .notebook.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import replace
+from pathlib import Path
 
 import keras
 import numpy as np
 from keras import ops
 
-FREQ_BINS = 1025
-"""Frequency bins of the 2048-point STFT the network expects."""
-
-
-@dataclass(frozen=True)
-class NetworkConfig:
-    """Shape of a two-stage U-Net.
-
-    Attributes:
-        channels: filters per level, ``channels[i]`` for encoder level ``i`` and
-            ``channels[depth]`` for the bottleneck; at least ``depth + 1`` entries.
-            ``channels[0]`` is also the width of the stems and the attention module.
-            Longer lists are cut to ``depth + 1`` entries.
-        depth: number of down-sampling levels per stage.
-        dense_layers: 3x3 convolutions in each dense block.
-        freq_encodings: cosine frequency-position channels appended to the input.
-        freq_bins: frequency bins of the input spectrogram.
-    """
-
-    channels: tuple[int, ...] = (32, 64, 64, 128, 128, 256, 512)
-    depth: int = 6
-    dense_layers: int = 3
-    freq_encodings: int = 10
-    freq_bins: int = FREQ_BINS
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
-        if self.depth < 1:
-            raise ValueError(f"depth must be >= 1, got {self.depth}")
-        if len(self.channels) < self.depth + 1:
-            raise ValueError(
-                f"channels needs depth + 1 = {self.depth + 1} entries, got {self.channels}"
-            )
-        if self.dense_layers < 1:
-            raise ValueError(f"dense_layers must be >= 1, got {self.dense_layers}")
-        if any(c < 1 for c in self.channels):
-            raise ValueError(f"channels must be positive, got {self.channels}")
-        # Only depth + 1 entries are used: keep the config canonical.
-        object.__setattr__(self, "channels", self.channels[: self.depth + 1])
-
-    @classmethod
-    def paper(cls) -> NetworkConfig:
-        """The published configuration: 71,408,196 parameters."""
-        return cls()
-
-    @classmethod
-    def small(cls) -> NetworkConfig:
-        """The reference test configuration: depth 2, 2 layers per dense block."""
-        return cls(depth=2, dense_layers=2)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> NetworkConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown network config fields: {sorted(unknown)}")
-        return cls(**d)
+from histdenoise.card import FREQ_BINS, NetworkConfig
+from histdenoise.errors import CheckpointError
 
 
 def frequency_encoding(n: int, bins: int = FREQ_BINS) -> np.ndarray:
@@ -601,7 +545,7 @@ def build_network(
 
     Returns:
         A functional Keras model with outputs ``(stage2, stage1)`` (plus the mask), each
-        (batch, frames, bins, 2). The config is stored as ``model.histdenoise_config``.
+        (batch, frames, bins, 2). `network_config` reads the config back from it.
     """
     config = config or NetworkConfig.paper()
     n0 = config.channels[0]
@@ -622,9 +566,7 @@ def build_network(
     stage2 = FinalBlock(name="finalblock", **kw)(g)
 
     outputs = [stage2, stage1] + ([mask] if with_attention else [])
-    model = keras.Model(x, outputs, name="two_stage_unet")
-    model.histdenoise_config = config
-    return model
+    return keras.Model(x, outputs, name="two_stage_unet")
 
 
 def checkpoint_layers(model: keras.Model) -> Iterator[tuple[str, keras.layers.Layer]]:
@@ -651,6 +593,47 @@ def checkpoint_variables(model: keras.Model) -> dict[str, keras.Variable]:
         out[f"{path}/kernel"] = layer.kernel
         out[f"{path}/bias"] = layer.bias
     return out
+
+
+def infer_config(weights: dict[str, np.ndarray], source: str | Path = "") -> NetworkConfig:
+    """The network config whose variables these are (checked by `check_weights`)."""
+
+    def shape(key):
+        if key not in weights:
+            raise CheckpointError(f"{source}: cannot infer the network config: missing {key}")
+        return weights[key].shape
+
+    levels = {int(m.group(1)) for k in weights if (m := re.match(r"encoder_s1/eblocks/(\d+)/", k))}
+    depth = len(levels)
+    if depth == 0 or levels != set(range(depth)):
+        raise CheckpointError(f"{source}: cannot infer depth from encoder levels {sorted(levels)}")
+    dense = {
+        int(m.group(1))
+        for k in weights
+        if (m := re.match(r"encoder_s1/eblocks/0/i_block/tfc/H/(\d+)/", k))
+    }
+    channels = [
+        shape(f"encoder_s1/eblocks/{i}/i_block/conv2d_res/kernel")[-1] for i in range(depth)
+    ]
+    channels.append(shape("encoder_s1/i_block/conv2d_res/kernel")[-1])
+    stem = shape("conv2d_1/kernel")
+    return NetworkConfig(
+        channels=tuple(int(c) for c in channels),
+        depth=depth,
+        dense_layers=len(dense),
+        freq_encodings=int(stem[2]) - 2,
+    )
+
+
+def network_config(model) -> NetworkConfig | None:
+    """The config of a network `build_network` made, read from its layers' weights; None
+    for any other model."""
+    try:
+        config = infer_config(checkpoint_variables(model), getattr(model, "name", ""))
+        bins = int(model.input_shape[2])
+    except (ValueError, CheckpointError, AttributeError, IndexError, TypeError):
+        return None
+    return replace(config, freq_bins=bins)
 
 
 def expected_shapes(config: NetworkConfig) -> dict[str, tuple[int, ...]]:

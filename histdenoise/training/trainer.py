@@ -9,7 +9,7 @@ end, ``model/`` (the native checkpoint with its model card).
 The step is Keras's own ``fit`` on the backend that ``KERAS_BACKEND`` names (TensorFlow,
 JAX or PyTorch); the network uses only ``keras.ops``, so the same weights give the same
 outputs on each. Batches are made ahead by worker processes (``workers``), each from its
-step's own seed (`histdenoise.data.ExampleSource.batch`), so a resumed run sees the
+step's own seed (`histdenoise.training.data.ExampleSource.batch`), so a resumed run sees the
 batches it would have seen.
 
 Scaling:
@@ -23,6 +23,8 @@ Scaling:
   alone gets the policy: Keras's global policy is never changed.
 - ``remat``: recompute activations in the backward pass (``keras.remat`` around every
   I-block); trades about a third more compute for much less activation memory.
+
+Training layer: must not import histdenoise.notebook at module level.
 """
 
 from __future__ import annotations
@@ -38,15 +40,15 @@ from pathlib import Path
 
 import numpy as np
 
-from histdenoise.data import (
+from histdenoise.errors import HistdenoiseError
+from histdenoise.model.network import NetworkConfig, build_network
+from histdenoise.training.data import (
     BatchStream,
     DataConfig,
     ExampleSource,
     fixed_examples,
     split_pieces,
 )
-from histdenoise.errors import HistdenoiseError
-from histdenoise.network import NetworkConfig, build_network
 
 
 @dataclass
@@ -250,10 +252,10 @@ class Trainer:
             )
             self.optimizer.build(self.model.trainable_variables)
         if not self._restore() and config.init_from:
-            from histdenoise.loading import load_network
+            from histdenoise.model.loading import load_model
 
-            source = load_network(config.init_from)
-            if source.histdenoise_card.config != config.network:
+            source, card = load_model(config.init_from)
+            if card.config != config.network:
                 raise HistdenoiseError(f"{config.init_from}: network config differs from the "
                                        "training config's")
             self.model.set_weights(source.get_weights())
@@ -411,7 +413,8 @@ class Trainer:
     def export(self, folder: str | Path | None = None, metrics: dict | None = None) -> Path:
         """Write the trained network as a native checkpoint with a full model card."""
 
-        from histdenoise.native import ModelCard, save_native
+        from histdenoise.card import ModelCard
+        from histdenoise.model.native import save_native
 
         folder = Path(folder) if folder else self.run_dir / "model"
         # A fresh float32 network: the trained one is compiled (its weights file would

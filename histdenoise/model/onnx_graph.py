@@ -14,11 +14,13 @@ transposes are the two at the graph's input and output:
   rows, with indices computed from the run-time frame count (exact for any count), and
   concatenate them: no ``If`` nodes;
 - the stems' frequency-encoding channels are a constant (filters, 1, bins) term, as in
-  `histdenoise.network.PaddedConv2D`.
+  `histdenoise.model.network.PaddedConv2D`.
 
 Input ``spectrogram`` (batch, frames, bins, 2) float32 and output ``denoised`` (same
 shape, stage 2) are those of the tf2onnx export, with batch and frames dynamic.
-`histdenoise.export` checks the result against TensorFlow.
+`histdenoise.model.export` checks the result against TensorFlow.
+
+Model layer (imports Keras): must not import histdenoise.training or .notebook.
 """
 
 from __future__ import annotations
@@ -80,8 +82,8 @@ class _Builder:
 
     def pad(self, x: str, k: int, bins: int) -> str:
         """Symmetric padding of frames (axis 2, run-time length) and bins (axis 3, ``bins``)
-        for a k x k VALID convolution, as `histdenoise.network.symmetric_pad` pads."""
-        from histdenoise.network import pad_sizes
+        for a k x k VALID convolution, as `histdenoise.model.network.symmetric_pad` pads."""
+        from histdenoise.model.network import pad_sizes
 
         before, after = pad_sizes(k)
         g = self.g
@@ -216,11 +218,12 @@ def _act_name(fn) -> str:
     return name
 
 
-def build_onnx(model, opset: int = 17):
+def build_onnx(model, config, opset: int = 17):
     """An ONNX ModelProto computing ``model``'s stage 2, NCHW inside.
 
     Args:
-        model: a network from `histdenoise.network.build_network` (float32 weights).
+        model: a network from `histdenoise.model.network.build_network` (float32 weights).
+        config: its `histdenoise.card.NetworkConfig`.
         opset: ONNX opset.
 
     Returns:
@@ -229,7 +232,6 @@ def build_onnx(model, opset: int = 17):
     """
     from onnx import TensorProto, helper
 
-    config = model.histdenoise_config
     bins = int(config.freq_bins)
     g = _Graph()
     b = _Builder(g)

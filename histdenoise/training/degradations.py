@@ -17,6 +17,8 @@ Välimäki, 2022):
 - Thumps (large scratches, warps): decaying low-frequency oscillations of 20-100 Hz lasting
   50-500 ms.
 - Hum: mains 50 or 60 Hz and harmonics; rumble: turntable noise below about 30 Hz.
+
+Training layer: must not import histdenoise.notebook at module level.
 """
 
 from __future__ import annotations
@@ -489,7 +491,7 @@ def load_noise_dataset(root: str | Path) -> list[NoiseRecording]:
     every audio file below ``root``, split by file name hash (80/10/10), so that a
     folder of one's own noise recordings works too.
     """
-    from histdenoise.audio import AUDIO_EXTENSIONS
+    from histdenoise.audio import audio_files_below
 
     root = Path(root)
     info = root / "info.csv"
@@ -509,10 +511,9 @@ def load_noise_dataset(root: str | Path) -> list[NoiseRecording]:
                         )
                     )
         return out
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS:
-            rel = p.relative_to(root).as_posix()
-            bucket = zlib.crc32(rel.encode()) % 10
-            split = "test" if bucket == 0 else "validation" if bucket == 1 else "train"
-            out.append(NoiseRecording(p, split, rel))
+    for p in audio_files_below(root):
+        rel = p.relative_to(root).as_posix()
+        bucket = zlib.crc32(rel.encode()) % 10
+        split = "test" if bucket == 0 else "validation" if bucket == 1 else "train"
+        out.append(NoiseRecording(p, split, rel))
     return out

@@ -1,0 +1,51 @@
+"""The package layout: the runtime core denoises without TensorFlow or Keras.
+
+Every module directly in ``histdenoise/`` (and the notebook helpers) is runtime core;
+``histdenoise/model/`` and ``histdenoise/training/`` hold what needs Keras.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+FLAT = sorted(p.stem for p in (REPO / "histdenoise").glob("*.py") if p.stem != "__main__")
+"""The runtime core: the modules directly in histdenoise/."""
+CORE = [f"histdenoise.{m}" for m in FLAT] + [
+    "histdenoise",
+    "histdenoise.model",
+    "histdenoise.training",
+    "histdenoise.notebook",
+    "histdenoise.notebook.app",
+    "histdenoise.notebook.widgets",
+]
+"""Modules and packages that must import without TensorFlow or Keras."""
+
+HEAVY = ("tensorflow", "keras", "jax", "torch")
+
+CHECK = """
+import importlib, sys
+importlib.import_module({module!r})
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in {heavy!r})
+print(",".join(heavy))
+"""
+
+
+def test_the_core_is_every_flat_module():
+    assert {"audio", "stft", "engine", "denoiser", "registry", "download", "onnx_backend",
+            "cli", "card", "runner", "errors", "files"} <= set(FLAT)
+    assert not {"network", "training", "export", "loading", "native", "corpus"} & set(FLAT)
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_core_module_imports_no_tensorflow_or_keras(module):
+    proc = subprocess.run(
+        [sys.executable, "-c", CHECK.format(module=module, heavy=HEAVY)],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "", f"{module} imports {proc.stdout.strip()} at module level"

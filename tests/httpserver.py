@@ -19,6 +19,17 @@ class Behaviour:
     truncate_at: float = 0.5
 
 
+class QuietServer(ThreadingHTTPServer):
+    """Drops a client's hang-up silently: socketserver would print its traceback to this
+    process's stderr, into the output of the command under test."""
+
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 @dataclass
 class ModelServer:
     files: dict[str, bytes] = field(default_factory=dict)
@@ -76,7 +87,7 @@ class ModelServer:
                 self.end_headers()
                 self.wfile.write(text)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = QuietServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
         return self

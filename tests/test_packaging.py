@@ -37,7 +37,7 @@ def requirement_names(lines) -> list[str]:
 def test_readme_starts_with_the_two_commands():
     install, tests = readme_commands()
     assert install.startswith("pip install -e . && histdenoise denoise examples/k80_78rpm.flac")
-    assert tests == 'pip install -e ".[dev]" && python -m pytest -q'
+    assert tests == 'pip install -e ".[dev]" && python -m pytest -q -n 2 --dist loadfile'
 
 
 def test_ci_runs_exactly_readmes_test_command():

@@ -357,8 +357,8 @@ def test_onnx_graph_is_channels_first_without_conditionals():
 
 def test_onnx_graph_speed_rewrites_compute_what_tensorflow_computes():
     """The rewrites of histdenoise.onnx_graph for ONNX Runtime's speed: narrow (4- and
-    2-channel) convolutions as merged 3-D ones, Resize up-sampling, symbolic shapes; on a
-    seeded network with 2 layers per dense block (sums of several sources), odd frames."""
+    2-channel) convolutions as merged 3-D ones, Resize up-sampling; on a seeded network
+    with 2 layers per dense block (sums of several sources), odd frame counts."""
     import keras
     import onnxruntime as ort
 
@@ -373,9 +373,7 @@ def test_onnx_graph_speed_rewrites_compute_what_tensorflow_computes():
     assert sorted(set(kernel_ranks.values())) == [2, 3]  # narrow ones 3-D, the rest 2-D
     ops = [n.op_type for n in proto.graph.node]
     assert ops.count("Split") >= 5 and ops.count("Resize") == 4 and "Reshape" not in ops
-    shapes = {v.name: v.type.tensor_type.shape.dim for v in proto.graph.value_info}
-    for conv in convs:  # frames (the axis before the last) a named expression
-        assert shapes[conv.output[0]][-2].dim_param, conv.output[0]
+    assert not proto.graph.value_info  # shapes of every tensor: 4x ONNX Runtime's memory
 
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     for batch, frames in ((2, 37), (1, 8)):

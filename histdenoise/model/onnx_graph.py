@@ -16,6 +16,20 @@ transposes are the two at the graph's input and output:
 - the stems' frequency-encoding channels are a constant (filters, 1, bins) term, as in
   `histdenoise.model.network.PaddedConv2D`.
 
+Written for ONNX Runtime's CPU speed (measured with its profiler on the bundled model):
+
+- convolutions with 2 or 4 output channels are 3-D convolutions over a singleton axis,
+  so that ONNX Runtime runs its plain convolution rather than the blocked-layout (NCHWc)
+  one, which would store 16-channel blocks for 4 channels and copy them back out; the
+  narrow convolutions of one input (a dense block's parts that read its input, its 1 x 1
+  residual conv, the two stems, the attention module's two) are one convolution, split;
+- the decoder's nearest-neighbour up-sampling is a ``Resize`` (a broadcasting ``Add``
+  over 6-D views took 10x longer);
+- no intermediate shapes are stored: with symbolic frame counts on every tensor
+  (onnxruntime's symbolic shape inference) ONNX Runtime fuses the dense blocks' sums
+  into its convolutions, 3 % faster, but its peak memory for a 960-frame chunk grew
+  from 0.3 to 1.3 GB.
+
 Input ``spectrogram`` (batch, frames, bins, 2) float32 and output ``denoised`` (same
 shape, stage 2) are those of the tf2onnx export, with batch and frames dynamic.
 `histdenoise.model.export` checks the result against TensorFlow.
@@ -30,6 +44,10 @@ import numpy as np
 from histdenoise.onnx_backend import INPUT_NAME, OUTPUT_NAME
 
 _ACTIVATIONS = {"elu": "Elu", "sigmoid": "Sigmoid", "linear": None}
+PLAIN_BELOW = 8
+"""Convolutions whose output channels are not a multiple of this are written so that ONNX
+Runtime runs its plain, not its blocked-layout (8 or 16 channel) convolution. (Making the
+8-channel layers plain too measured 5 % slower for the bundled model.)"""
 
 
 class _Graph:
@@ -106,13 +124,41 @@ class _Builder:
         return g.op("Concat", parts, axis=3)
 
     # ------------------------------------------------------------------ layers
+    def conv_op(self, x: str, w: np.ndarray, b: np.ndarray | None, stride: int = 1,
+                plain: bool | None = None) -> str:
+        """VALID convolution of NCHW ``x`` with ``w`` (out, in, kh, kw) and bias ``b``.
+
+        Where ``out`` is not a multiple of `PLAIN_BELOW` (the 2- and 4-channel layers), or
+        ``plain`` says so (convolutions of several narrow layers at once), it
+        is written as a 3-D convolution over a singleton axis: ONNX Runtime's blocked-layout
+        (NCHWc) convolution, which it picks for every 2-D one with constant weights, would
+        compute and store 8 or 16 channels per block for 4 real ones and copy them back out;
+        its plain convolution, which runs the 3-D form, writes the channels there are."""
+        g = self.g
+        k = list(w.shape[2:])
+        inputs = [g.const(np.asarray(b, np.float32), "b")] if b is not None else []
+        if not (plain if plain is not None else _narrow(w.shape[0])):
+            w_name = g.const(np.asarray(w, np.float32), "w")
+            return g.op("Conv", [x, w_name, *inputs], kernel_shape=k, strides=[stride, stride])
+        axis = g.const(np.array([2], np.int64))
+        w_name = g.const(np.asarray(w, np.float32)[:, :, None], "w")
+        y = g.op(
+            "Conv", [g.op("Unsqueeze", [x, axis]), w_name, *inputs],
+            kernel_shape=[1, *k], strides=[1, stride, stride],
+        )
+        return g.op("Squeeze", [y, axis])
+
+    def split(self, y: str, sizes: list[int]) -> list[str]:
+        """``y`` cut along channels into parts of ``sizes``."""
+        outs = [self.g.name("split") for _ in sizes]
+        self.g.nodes.append(self.g.helper.make_node(
+            "Split", [y, self.g.const(np.array(sizes, np.int64))], outs, axis=1
+        ))
+        return outs
+
     def conv(self, x, kernel, bias, k: int, bins: int, stride: int = 1, act="linear"):
         """Mirror-padded VALID convolution of NCHW ``x``; Keras kernel (k, k, in, out)."""
-        g = self.g
-        x = self.pad(x, k, bins)
-        w = g.const(np.transpose(np.asarray(kernel, np.float32), (3, 2, 0, 1)).copy(), "w")
-        inputs = [x, w] + ([g.const(np.asarray(bias, np.float32), "b")] if bias is not None else [])
-        y = g.op("Conv", inputs, kernel_shape=[k, k], strides=[stride, stride])
+        y = self.conv_op(self.pad(x, k, bins), _onnx_kernel(kernel), bias, stride)
         return self.act(y, act)
 
     def act(self, y: str, act: str) -> str:
@@ -127,49 +173,111 @@ class _Builder:
             conv.strides[0], _act_name(conv.activation),
         )
 
-    def stem(self, layer, x: str, bins: int) -> str:
-        """A stem: 2-D convolution of the 2 spectrogram channels plus the constant
-        per-bin response of the frequency encodings, bias, ELU."""
-        n = layer.encodings
-        kernel = layer.conv.kernel.numpy()[:, :, :-n, :]
-        enc = np.asarray(layer.encoding_response("float32"))  # (bins, filters)
-        const = enc.T[:, None, :] + layer.conv.bias.numpy()[:, None, None]  # (filters, 1, bins)
-        y = self.conv(x, kernel, None, layer.kernel_size, bins)
-        y = self.g.op("Add", [y, self.g.const(const.astype(np.float32), "enc")])
-        return self.act(y, _act_name(layer.conv.activation))
+    def sibling_convs(self, layers, x: str, bins: int) -> list[str]:
+        """Stride-1 `PaddedConv2D` ``layers`` of one input ``x``, each with its activation.
 
-    def dense_block(self, block, x: str, bins: int) -> str:
+        Narrow layers (see `conv_op`) are one plain convolution whose output is split: the
+        input is then read and unfolded once. The kernels are centred in the largest one,
+        which is exact for symmetric padding of odd kernels."""
+        sizes = [layer.conv.filters for layer in layers]
+        if not all(_narrow(n) for n in sizes) or len(layers) == 1:
+            return [self.padded_conv(layer, x, bins) for layer in layers]
+        k = max(layer.kernel_size for layer in layers)
+        parts = [
+            _centred(_onnx_kernel(layer.conv.kernel.numpy()), k) for layer in layers
+        ]
+        bias = np.concatenate([layer.conv.bias.numpy() for layer in layers])
+        y = self.conv_op(self.pad(x, k, bins), np.concatenate(parts), bias, plain=True)
+        return [
+            self.act(part, _act_name(layer.conv.activation))
+            for part, layer in zip(self.split(y, sizes), layers, strict=True)
+        ]
+
+    def stems(self, layers, x: str, bins: int) -> list[str]:
+        """The stems: 2-D convolutions of the 2 spectrogram channels plus the constant
+        per-bin response of the frequency encodings, bias, ELU; the two stems are one
+        convolution where they are narrow (see `sibling_convs`)."""
+        kernels, consts = [], []
+        for layer in layers:
+            n = layer.encodings
+            kernels.append(_onnx_kernel(layer.conv.kernel.numpy()[:, :, :-n, :]))
+            enc = np.asarray(layer.encoding_response("float32"))  # (bins, filters)
+            consts.append(enc.T[:, None, :] + layer.conv.bias.numpy()[:, None, None])
+        k = layers[0].kernel_size
+        sizes = [w.shape[0] for w in kernels]
+        if all(_narrow(n) for n in sizes) and all(layer.kernel_size == k for layer in layers):
+            y = self.conv_op(self.pad(x, k, bins), np.concatenate(kernels), None, plain=True)
+            ys = self.split(y, sizes)
+        else:
+            ys = [
+                self.conv_op(self.pad(x, layer.kernel_size, bins), w, None)
+                for layer, w in zip(layers, kernels, strict=True)
+            ]
+        return [
+            self.act(self.g.op("Add", [y, self.g.const(c.astype(np.float32), "enc")]),
+                     _act_name(layer.conv.activation))
+            for y, c, layer in zip(ys, consts, layers, strict=True)
+        ]
+
+    def dense_block(self, block, x: str, bins: int, residual=None):
         """Conv j sees concat([y_{j-1}, ..., y_0, x]) (the checkpoint's channel order).
 
         Written without the concatenations: conv j is the sum of one convolution per
         source with that source's block of kernel j (ONNX Runtime fuses such sums into
-        the convolutions), each source padded once."""
+        its blocked-layout convolutions), each source padded once. Where the block is
+        narrow (see `conv_op`), the parts of all convs that read ``x``, and the 1 x 1
+        ``residual`` conv of ``x`` if given, are one convolution, split.
+
+        Returns:
+            The block's output, and the residual conv's output (None without one).
+        """
         g = self.g
         c = block.convs[0].conv.filters
-        sources = [self.pad(x, 3, bins)]
+        x_padded = self.pad(x, 3, bins)
+        x_parts = [
+            (_onnx_kernel(layer.conv.kernel.numpy()[:, :, j * c:, :]), layer.conv.bias.numpy())
+            for j, layer in enumerate(block.convs)
+        ]
+        res_out = None
+        if _narrow(c):
+            if residual is not None:
+                x_parts.append((_centred(_onnx_kernel(residual.conv.kernel.numpy()), 3),
+                                residual.conv.bias.numpy()))
+            merged = self.conv_op(
+                x_padded, np.concatenate([w for w, _ in x_parts]),
+                np.concatenate([b for _, b in x_parts]), plain=True,
+            )
+            x_outs = self.split(merged, [w.shape[0] for w, _ in x_parts])
+            if residual is not None:
+                res_out = x_outs.pop()
+        else:
+            x_outs = None
+            if residual is not None:
+                res_out = self.padded_conv(residual, x, bins)
+        sources = [x_padded]
         y = None
         for j, layer in enumerate(block.convs):
             kernel = layer.conv.kernel.numpy()
-            # source 0 is x (kernel channels from j*c), source s >= 1 is y_{s-1}
-            # (channels (j - s) * c to (j - s + 1) * c)
-            pre = None
-            for s_idx, src in enumerate(sources):
-                lo = j * c if s_idx == 0 else (j - s_idx) * c
-                hi = kernel.shape[2] if s_idx == 0 else lo + c
-                w = np.transpose(kernel[:, :, lo:hi, :], (3, 2, 0, 1)).copy()
-                inputs = [src, g.const(w.astype(np.float32), "w")]
-                if pre is None:
-                    inputs.append(g.const(layer.conv.bias.numpy().astype(np.float32), "b"))
-                out = g.op("Conv", inputs, kernel_shape=[3, 3])
-                pre = out if pre is None else g.op("Add", [pre, out])
+            if x_outs is not None:
+                pre = x_outs[j]
+            else:
+                pre = self.conv_op(x_padded, x_parts[j][0], x_parts[j][1])
+            # source s >= 1 is y_{s-1}: kernel channels (j - s) * c to (j - s + 1) * c
+            for s_idx in range(1, len(sources)):
+                lo = (j - s_idx) * c
+                out = self.conv_op(sources[s_idx], _onnx_kernel(kernel[:, :, lo:lo + c, :]), None)
+                pre = g.op("Add", [pre, out])
             y = self.act(pre, _act_name(layer.conv.activation))
             if j + 1 < len(block.convs):
                 sources.append(self.pad(y, 3, bins))
-        return y
+        return y, res_out
 
     def i_block(self, block, x: str, bins: int) -> str:
-        a = self.dense_block(block.tfc, x, bins)
-        return self.g.op("Add", [a, self.padded_conv(block.conv2d_res, x, bins)])
+        res = block.conv2d_res
+        a, r = self.dense_block(block.tfc, x, bins, residual=res if res.kernel_size == 1 else None)
+        if r is None:
+            r = self.padded_conv(res, x, bins)
+        return self.g.op("Add", [a, r])
 
     def encoder(self, enc, x: str, bins: int):
         skips = []
@@ -192,12 +300,12 @@ class _Builder:
             )
             a = self.act(a, _act_name(t.activation))
             b = h if level.projection is None else self.padded_conv(level.projection, h, bins)
-            c = level.filters
-            # nearest-neighbour up-sampling of b, added to a, by broadcasting
-            a6 = g.op("Reshape", [a, g.const(np.array([0, c, -1, 2, bins, 2], np.int64))])
-            b6 = g.op("Unsqueeze", [b, g.const(np.array([3, 5], np.int64))])
-            up = g.op("Reshape", [g.op("Add", [a6, b6]),
-                                  g.const(np.array([0, c, -1, 2 * bins], np.int64))])
+            # nearest-neighbour up-sampling of b (a Resize, which ONNX Runtime runs in its
+            # blocked layout; a broadcasting Add over 6-D views is 10x slower), added to a
+            up = g.op("Add", [a, g.op(
+                "Resize", [b, "", g.const(np.array([1, 1, 2, 2], np.float32))],
+                mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor",
+            )])
             # centre crop to the skip (the offset is always 0: 2 ceil(n/2) - n <= 1)
             n = self.frames(skip)
             up = g.op(
@@ -209,6 +317,24 @@ class _Builder:
             h = self.i_block(level.i_block, g.op("Concat", [up, skip], axis=1), skip_bins)
             bins = skip_bins
         return h
+
+
+def _narrow(channels: int) -> bool:
+    """Whether a convolution with this many output channels runs as a plain one (see
+    `_Builder.conv_op`)."""
+    return channels % PLAIN_BELOW != 0
+
+
+def _onnx_kernel(kernel) -> np.ndarray:
+    """A Keras kernel (kh, kw, in, out) as ONNX's (out, in, kh, kw) float32."""
+    return np.ascontiguousarray(np.transpose(np.asarray(kernel, np.float32), (3, 2, 0, 1)))
+
+
+def _centred(w: np.ndarray, k: int) -> np.ndarray:
+    """An (out, in, kh, kw) kernel zero-padded to (out, in, k, k) around its centre."""
+    before = (k - w.shape[2]) // 2
+    after = k - w.shape[2] - before
+    return np.pad(w, ((0, 0), (0, 0), (before, after), (before, after)))
 
 
 def _act_name(fn) -> str:
@@ -238,15 +364,15 @@ def build_onnx(model, config, opset: int = 17):
     x = g.op("Transpose", [INPUT_NAME], perm=[0, 3, 1, 2])  # (N, 2, T, F)
     layer = model.get_layer
 
-    f = b.stem(layer("conv2d_1"), x, bins)
+    f, s = b.stems([layer("conv2d_1"), layer("conv2d_2")], x, bins)
     bottom, bb, skips = b.encoder(layer("encoder_s1"), f, bins)
     f = b.decoder(layer("decoder_s1"), bottom, bb, skips)
     sam = layer("sam_1")
-    stage1 = g.op("Add", [b.padded_conv(sam.conv2, f, bins), x])
+    sam_f, sam_x = b.sibling_convs([sam.conv1, sam.conv2], f, bins)
+    stage1 = g.op("Add", [sam_x, x])
     mask = b.padded_conv(sam.conv3, stage1, bins)
-    f = g.op("Add", [g.op("Mul", [b.padded_conv(sam.conv1, f, bins), mask]), f])
+    f = g.op("Add", [g.op("Mul", [sam_f, mask]), f])
 
-    s = b.stem(layer("conv2d_2"), x, bins)
     s = g.op("Concat", [s, f], axis=1)
     bottom, bb, skips = b.encoder(layer("encoder_s2"), s, bins)
     s = b.decoder(layer("decoder_s2"), bottom, bb, skips)

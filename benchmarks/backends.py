@@ -58,8 +58,9 @@ def native_model(name: str, folder: Path) -> Path:
         return REPO / "checkpoints" / "bundled"
     import keras
 
-    from histdenoise.native import ModelCard, save_native
-    from histdenoise.network import NetworkConfig, build_network
+    from histdenoise.card import ModelCard, NetworkConfig
+    from histdenoise.model.native import save_native
+    from histdenoise.model.network import build_network
 
     keras.utils.set_random_seed(0)
     config = NetworkConfig.paper()
@@ -75,11 +76,12 @@ def onnx_file(name: str, native: Path, folder: Path) -> Path:
         return native / "model.onnx"
     import onnx
 
-    from histdenoise.loading import load_network
-    from histdenoise.onnx_graph import build_onnx
+    from histdenoise.model.loading import load_model
+    from histdenoise.model.onnx_graph import build_onnx
 
     path = folder / f"{name}.onnx"
-    onnx.save(build_onnx(load_network(native)), str(path))
+    loaded = load_model(native)
+    onnx.save(build_onnx(loaded.network, loaded.card.config), str(path))
     return path
 
 

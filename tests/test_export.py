@@ -373,12 +373,14 @@ def test_onnx_graph_speed_rewrites_compute_what_tensorflow_computes():
     import keras
     import onnxruntime as ort
 
-    from histdenoise.network import NetworkConfig, build_network
-    from histdenoise.onnx_graph import build_onnx
+    from histdenoise.card import NetworkConfig
+    from histdenoise.model.network import build_network
+    from histdenoise.model.onnx_graph import build_onnx
 
     keras.utils.set_random_seed(7)
-    model = build_network(NetworkConfig(channels=(4, 8, 16), depth=2, dense_layers=2))
-    proto = build_onnx(model)
+    config = NetworkConfig(channels=(4, 8, 16), depth=2, dense_layers=2)
+    model = build_network(config)
+    proto = build_onnx(model, config)
     convs = [n for n in proto.graph.node if n.op_type == "Conv"]
     kernel_ranks = {n.output[0]: len(n.attribute[0].ints) for n in convs}  # kernel_shape
     assert sorted(set(kernel_ranks.values())) == [2, 3]  # narrow ones 3-D, the rest 2-D

@@ -478,8 +478,6 @@ SUITE_NAMES = ("test", "types", "harm", "heldout")
 
 def cmd_evaluate(args) -> int:
     from histdenoise.training.evaluate import (
-        SUITES,
-        build_testset,
         evaluate,
         format_levels,
         format_table,
@@ -487,6 +485,7 @@ def cmd_evaluate(args) -> int:
         summarise,
         update_card,
     )
+    from histdenoise.training.testsets import SUITES, build_testset
 
     testset = args.testset
     if not (testset / "testset.csv").is_file() and (testset / "corpus.csv").is_file():

@@ -69,7 +69,7 @@ def test_build_small_corpus_and_resume(tmp_path):
 def test_only_the_test_split_is_rendered(tmp_path):
     """``splits=("test",)`` renders the test pieces of the same plan and nothing else;
     a test set built from it records each piece's source score."""
-    from histdenoise.training.evaluate import TestsetConfig, build_testset, read_testset
+    from histdenoise.training.testsets import TestsetConfig, build_testset, read_testset
 
     plan = [j for j in corpus.plan_scores(2) if j.split == "test"]
     cfg = corpus.CorpusConfig(per_category=2, orchestra=False, workers=1, max_seconds=6,

@@ -1,6 +1,6 @@
 """Training the network: simulated 78 rpm noise (`degradations`), music to train on
-(`corpus`), clean/noisy pairs in batches (`data`), the training loop (`trainer`) and
-scoring on held-out test sets (`evaluate`).
+(`corpus`), clean/noisy pairs in batches (`data`), the training loop (`trainer`),
+held-out test sets (`testsets`) and scoring on them (`evaluate`).
 
 Needs TensorFlow or another Keras backend (the trainer) and the ``training`` extra. The
 runtime core (`histdenoise.denoiser`, `histdenoise.cli`, ...) must not import this

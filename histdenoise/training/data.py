@@ -33,11 +33,10 @@ from histdenoise.training.degradations import (
     NOISE_TYPES,
     DegradationConfig,
     RecordingChain,
-    extend_by_revolutions,
-    load_noise_dataset,
     mix,
     simulate,
 )
+from histdenoise.training.noise_folders import extend_by_revolutions, load_noise_dataset
 
 
 @dataclass

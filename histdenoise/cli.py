@@ -397,7 +397,7 @@ def add_build_corpus(sub) -> None:
 
 
 def cmd_build_corpus(args) -> int:
-    from histdenoise.training.corpus import CorpusConfig, build_corpus
+    from histdenoise.training.render import CorpusConfig, build_corpus
 
     config = CorpusConfig(
         per_category=args.per_category,

@@ -291,7 +291,8 @@ def ensure_fluidsynth() -> bool:
     import subprocess
     import sys
 
-    from histdenoise.training.corpus import CorpusError, check_tools
+    from histdenoise.training.corpus import CorpusError
+    from histdenoise.training.render import check_tools
 
     try:
         check_tools()

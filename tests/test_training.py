@@ -83,7 +83,7 @@ def test_data_config_json_round_trip_and_unknown_keys():
     assert back.degradations.probability["hum"] == 0.9
     with pytest.raises(HistdenoiseError, match="unknown data settings: nope"):
         DataConfig.from_dict({"nope": 1})
-    with pytest.raises(ValueError, match=r"unknown Hum settings: f0 \(known: harmonics"):
+    with pytest.raises(ValueError, match=r"unknown Hum settings: f0 \(known: mains_hz, harmonics"):
         DegradationConfig.from_dict({"hum": {"f0": 50}})
 
 

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 from scipy import signal
 
+from histdenoise.errors import check_keys
+
 REVOLUTION_S = 60.0 / 78.0
 """Seconds per turn of a 78 rpm disc."""
 
@@ -289,11 +291,7 @@ class RecordingChain:
 
 def _from_dict(cls, d: dict):
     """``cls(**d)`` with lists as tuples; unknown keys are an error naming the known ones."""
-    known = set(cls.__dataclass_fields__)
-    unknown = set(d) - known
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} settings: {', '.join(sorted(unknown))} "
-                         f"(known: {', '.join(sorted(known))})")
+    check_keys(f"{cls.__name__} settings", d, cls.__dataclass_fields__)
 
     def tup(v):
         return tuple(tup(e) for e in v) if isinstance(v, list) else v
@@ -351,11 +349,7 @@ class DegradationConfig:
         """Settings from a dict (a training JSON's ``data.degradations``): a type given as
         None is off, a dict overrides its parameters; ``level_db`` and ``probability``
         update the defaults. Unknown keys are an error."""
-        known = (*NOISE_TYPES, "level_db", "probability")
-        unknown = set(d) - set(known)
-        if unknown:
-            raise ValueError(f"unknown degradation settings: {', '.join(sorted(unknown))} "
-                             f"(known: {', '.join(known)})")
+        check_keys("degradation settings", d, (*NOISE_TYPES, "level_db", "probability"))
         cfg = cls()
         classes = {"hiss": Hiss, "clicks": Clicks, "crackle": Crackle, "thumps": Thumps,
                    "hum": Hum, "rumble": Rumble}
@@ -365,9 +359,7 @@ class DegradationConfig:
                 setattr(cfg, name, None if value is None else _from_dict(classes[name], value))
         for key in ("level_db", "probability"):
             extra = d.get(key, {})
-            bad = set(extra) - set(NOISE_TYPES)
-            if bad:
-                raise ValueError(f"unknown noise types in {key}: {', '.join(sorted(bad))}")
+            check_keys(f"noise types in {key}", extra, NOISE_TYPES)
             table = getattr(cfg, key)
             table.update({k: tuple(v) if isinstance(v, list) else v for k, v in extra.items()})
         return cfg

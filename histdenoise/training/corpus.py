@@ -41,7 +41,7 @@ def split_of(key: str, validation: float = 0.1, test: float = 0.1) -> str:
 
 def store_piece(
     mono: np.ndarray,
-    sr: int,
+    sample_rate: int,
     category: str,
     piece: str,
     split: str,
@@ -49,14 +49,15 @@ def store_piece(
     max_seconds: float,
     extra: dict,
 ) -> dict:
-    """Write ``mono`` (samples at ``sr`` Hz) as ``<out_root>/<split>/<category>/<piece>.flac``:
-    resampled to 44.1 kHz, silence trimmed, cut to ``max_seconds``, peak -1 dBFS; returns its
-    ``corpus.csv`` row (``extra`` holds the provenance fields)."""
+    """Write ``mono`` (samples at ``sample_rate`` Hz) as
+    ``<out_root>/<split>/<category>/<piece>.flac``: resampled to 44.1 kHz, silence trimmed,
+    cut to ``max_seconds``, peak -1 dBFS; returns its ``corpus.csv`` row (``extra`` holds the
+    provenance fields)."""
     import soundfile as sf
     import soxr
 
-    if sr != SAMPLE_RATE:
-        mono = soxr.resample(mono, sr, SAMPLE_RATE)
+    if sample_rate != SAMPLE_RATE:
+        mono = soxr.resample(mono, sample_rate, SAMPLE_RATE)
     loud = np.nonzero(np.abs(mono) > 1e-4)[0]
     if loud.size == 0:
         raise CorpusError(f"{piece}: rendering is silent")

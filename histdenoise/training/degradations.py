@@ -227,10 +227,10 @@ def _loguniform(rng: np.random.Generator, lo_hi: tuple[float, float]) -> float:
     return float(np.exp(rng.uniform(np.log(lo_hi[0]), np.log(lo_hi[1]))))
 
 
-def _peaking_sos(f0: float, q: float, gain_db: float, sr: int) -> np.ndarray:
+def _peaking_sos(f0: float, q: float, gain_db: float, sample_rate: int) -> np.ndarray:
     """One peaking-EQ biquad (the audio-EQ-cookbook form) as a (1, 6) SciPy sos row."""
     a = 10 ** (gain_db / 40)
-    w0 = 2 * np.pi * f0 / sr
+    w0 = 2 * np.pi * f0 / sample_rate
     alpha = np.sin(w0) / (2 * q)
     b = np.array([1 + alpha * a, -2 * np.cos(w0), 1 - alpha * a])
     den = np.array([1 + alpha / a, -2 * np.cos(w0), 1 - alpha / a])

@@ -248,11 +248,11 @@ def render_recording(path: str, out_root: Path, max_seconds: float = MAX_SECONDS
     corpus format."""
     import soundfile as sf
 
-    audio, sr = sf.read(path, dtype="float32", always_2d=True)
+    audio, sample_rate = sf.read(path, dtype="float32", always_2d=True)
     stem = Path(path).stem
     return store_piece(
         audio.mean(axis=1),
-        sr,
+        sample_rate,
         "orchestra",
         f"orchestra-wesnoth-{stem}",
         split_of(f"wesnoth/{stem}"),

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import soundfile as sf
 
-from histdenoise.training.corpus import plan_scores, render_score
 from histdenoise.training.degradations import DegradationConfig, mix, simulate
+from histdenoise.training.render import plan_scores, render_score
 
 HERE = Path(__file__).resolve().parent
 PIECE = "strings-mozart_k80_movement3"

@@ -28,6 +28,7 @@ _LAZY = {
     "ensure_model": "histdenoise.download",
     "HistdenoiseError": "histdenoise.errors",
     "Denoiser": "histdenoise.denoiser",
+    "DenoiseConfig": "histdenoise.denoiser",
     "DenoiseSettings": "histdenoise.denoiser",
     "export_model": "histdenoise.model.export",
     "OnnxNetwork": "histdenoise.onnx_backend",

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from histdenoise.errors import check_keys
 from histdenoise.stft import StftConfig
 
 CARD_NAME = "model.json"
@@ -78,10 +79,7 @@ class NetworkConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> NetworkConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown network config fields: {sorted(unknown)}")
+        check_keys("network config fields", d, cls.__dataclass_fields__)
         return cls(**d)
 
 

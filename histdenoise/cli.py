@@ -24,7 +24,7 @@ EXIT_ERROR = 1
 
 # --------------------------------------------------------------------------- denoise
 def add_denoise(sub) -> None:
-    from histdenoise.denoiser import BACKENDS, PRECISIONS, Denoiser, DenoiseSettings
+    from histdenoise.denoiser import BACKENDS, PRECISIONS, DenoiseConfig, Denoiser
     from histdenoise.engine import ChunkConfig
 
     defaults = _keyword_defaults(Denoiser)
@@ -111,7 +111,7 @@ def add_denoise(sub) -> None:
     p.add_argument(
         "--strength",
         type=_unit_float,
-        default=DenoiseSettings().strength,
+        default=DenoiseConfig().strength,
         metavar="S",
         help="0..1: output = input - S * residual",
     )
@@ -214,14 +214,14 @@ def _on_sigterm(signum, frame) -> None:
 def cmd_denoise(args) -> int:
     import signal
 
-    from histdenoise.denoiser import DenoiseSettings
+    from histdenoise.denoiser import DenoiseConfig
     from histdenoise.runner import RunSummary, collect, pending, plan_run
 
     signal.signal(signal.SIGTERM, _on_sigterm)
     jobs, errors = collect(args.paths, recursive=args.recursive)
     for line in errors:
         _error(line)
-    settings = DenoiseSettings(
+    settings = DenoiseConfig(
         strength=args.strength, mono=args.mono, format=args.format, subtype=args.subtype
     )
     plan = plan_run(jobs, args.out_dir, args.format, args.subtype, args.keep_extension)
@@ -397,7 +397,7 @@ def add_build_corpus(sub) -> None:
 
 
 def cmd_build_corpus(args) -> int:
-    from histdenoise.training.corpus import CorpusConfig, build_corpus
+    from histdenoise.training.render import CorpusConfig, build_corpus
 
     config = CorpusConfig(
         per_category=args.per_category,
@@ -478,8 +478,6 @@ SUITE_NAMES = ("test", "types", "harm", "heldout")
 
 def cmd_evaluate(args) -> int:
     from histdenoise.training.evaluate import (
-        SUITES,
-        build_testset,
         evaluate,
         format_levels,
         format_table,
@@ -487,6 +485,7 @@ def cmd_evaluate(args) -> int:
         summarise,
         update_card,
     )
+    from histdenoise.training.testsets import SUITES, build_testset
 
     testset = args.testset
     if not (testset / "testset.csv").is_file() and (testset / "corpus.csv").is_file():
@@ -531,7 +530,7 @@ def cmd_models(args) -> int:
 
 # --------------------------------------------------------------------------- download
 def add_download(sub) -> None:
-    from histdenoise.download import DownloadOptions
+    from histdenoise.download import DownloadConfig
 
     p = sub.add_parser(
         "download",
@@ -549,16 +548,16 @@ def add_download(sub) -> None:
         "one pinned on first use",
     )
     p.add_argument("--registry", type=Path, help="registry file (default: the shipped one)")
-    p.add_argument("--retries", type=_count, default=DownloadOptions().retries,
+    p.add_argument("--retries", type=_count, default=DownloadConfig().retries,
                    help="retries after transient errors")
-    p.add_argument("--timeout", type=_positive_float, default=DownloadOptions().timeout,
+    p.add_argument("--timeout", type=_positive_float, default=DownloadConfig().timeout,
                    help="network timeout, seconds")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_download)
 
 
 def cmd_download(args) -> int:
-    from histdenoise.download import DownloadOptions, ensure_model, install_archive
+    from histdenoise.download import DownloadConfig, ensure_model, install_archive
     from histdenoise.registry import get_model
 
     entry = get_model(args.name, args.registry)
@@ -568,7 +567,7 @@ def cmd_download(args) -> int:
     if args.file:
         folder = install_archive(entry, args.file, force=args.force)
     else:
-        options = DownloadOptions(
+        options = DownloadConfig(
             retries=args.retries, timeout=args.timeout, progress=not args.quiet
         )
         folder = ensure_model(entry, force=args.force, options=options)

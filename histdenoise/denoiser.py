@@ -62,7 +62,7 @@ PRECISIONS = ("float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
-class DenoiseSettings:
+class DenoiseConfig:
     """What to do to a recording.
 
     Attributes:
@@ -80,6 +80,10 @@ class DenoiseSettings:
     def __post_init__(self) -> None:
         if not 0.0 <= self.strength <= 1.0:
             raise ValueError(f"strength must be within 0..1, got {self.strength}")
+
+
+DenoiseSettings = DenoiseConfig
+"""The earlier name of `DenoiseConfig` (``histdenoise.DenoiseSettings``), kept for users."""
 
 
 @dataclass
@@ -285,7 +289,7 @@ class Denoiser:
             ``(denoised, residual)``, float32, shaped like ``audio`` (one channel with
             ``mono``), with ``denoised + residual == input`` in float32.
         """
-        settings = DenoiseSettings(strength=strength, mono=mono)
+        settings = DenoiseConfig(strength=strength, mono=mono)
         x = np.asarray(audio, dtype=np.float32)
         if x.ndim not in (1, 2) or x.shape[0] == 0:
             raise AudioError(f"audio must be (samples,) or (samples, channels), got {x.shape}")
@@ -316,7 +320,7 @@ class Denoiser:
         path: str | Path,
         out_dir: str | Path | None = None,
         *,
-        settings: DenoiseSettings | None = None,
+        settings: DenoiseConfig | None = None,
         overwrite: bool = False,
         progress: Progress | None = None,
         outputs: tuple[Path, Path, Path] | None = None,
@@ -331,7 +335,7 @@ class Denoiser:
         the report, a line in ``FileResult.warnings``). File system failures raise
         `OutputError` naming the file and the cause.
         """
-        settings = settings or DenoiseSettings()
+        settings = settings or DenoiseConfig()
         path = Path(path)
         info = probe(path)
         out_fmt = choose_output(info, settings.format, settings.subtype)
@@ -407,7 +411,7 @@ class Denoiser:
         self,
         info: AudioInfo,
         out_fmt: OutputFormat,
-        settings: DenoiseSettings,
+        settings: DenoiseConfig,
         outputs: tuple[Path, Path, Path],
         elapsed: float,
         stats: dict,

@@ -39,7 +39,7 @@ PIN_FILE = "pinned.json"
 
 
 @dataclass(frozen=True)
-class DownloadOptions:
+class DownloadConfig:
     """How hard to try.
 
     Attributes:
@@ -79,7 +79,7 @@ def ensure_model(
     cache: Path | None = None,
     *,
     force: bool = False,
-    options: DownloadOptions | None = None,
+    options: DownloadConfig | None = None,
 ) -> Path:
     """The folder of ``entry``'s unpacked model, downloading and unpacking it if needed.
 
@@ -99,14 +99,14 @@ def download_archive(
     cache: Path | None = None,
     *,
     force: bool = False,
-    options: DownloadOptions | None = None,
+    options: DownloadConfig | None = None,
 ) -> Path:
     """Download ``entry``'s archive into the cache, trying each source in turn.
 
     An archive already at `archive_path` (downloaded before, or put there by hand) is
     verified and used.
     """
-    options = options or DownloadOptions()
+    options = options or DownloadConfig()
     dest = archive_path(entry, cache)
     if dest.is_file() and not force:
         try:
@@ -267,7 +267,7 @@ def _flatten(root: Path, files: tuple[str, ...]) -> None:
             shutil.move(str(found[0]), root / name)
 
 
-def _http_download(url: str, part: Path, entry: ModelEntry, options: DownloadOptions) -> None:
+def _http_download(url: str, part: Path, entry: ModelEntry, options: DownloadConfig) -> None:
     """Fetch ``url`` into ``part``, resuming what is there; retries transient failures."""
     import requests
     from tqdm.auto import tqdm
@@ -338,7 +338,7 @@ def _http_download(url: str, part: Path, entry: ModelEntry, options: DownloadOpt
             raise DownloadError(first_line(exc)) from None
 
 
-def _gdrive_download(file_id: str, part: Path, options: DownloadOptions) -> None:
+def _gdrive_download(file_id: str, part: Path, options: DownloadConfig) -> None:
     """Fetch a Google Drive file with gdown (which resumes ``part`` itself)."""
     import gdown
 
@@ -368,7 +368,7 @@ def _content_range_total(value: str) -> int | None:
 
 
 __all__ = [
-    "DownloadOptions",
+    "DownloadConfig",
     "Source",
     "archive_path",
     "check_pin",

@@ -35,3 +35,19 @@ class VerificationError(DownloadError):
 
 class ExportError(HistdenoiseError):
     """A model could not be exported, or the export target is unusable."""
+
+
+class UnknownKeysError(HistdenoiseError, ValueError):
+    """A settings dictionary (a config's ``from_dict``, a JSON file) has keys nobody reads.
+
+    Also a `ValueError`, as these errors were before they were one type."""
+
+
+def check_keys(what: str, given, known) -> None:
+    """Raise `UnknownKeysError` naming the keys of ``given`` outside ``known`` and the known
+    ones (in their given order): ``unknown <what>: a, b (known: x, y, z)``."""
+    known = list(known)
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise UnknownKeysError(
+            f"unknown {what}: {', '.join(map(str, unknown))} (known: {', '.join(known)})")

@@ -342,7 +342,7 @@ def run_files(
     on_error: Callable[[str], None] | None = None,
 ) -> RunSummary:
     """Denoise the planned ``files`` with ``denoiser`` (a `histdenoise.denoiser.Denoiser`)
-    and `DenoiseSettings` ``settings``; a failing file is an error line in ``summary``
+    and `DenoiseConfig` ``settings``; a failing file is an error line in ``summary``
     (given to ``on_error`` too) and does not stop the others.
 
     ``workers`` files are in flight at once (threads). ``summary`` is filled in as files

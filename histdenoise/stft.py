@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from histdenoise.errors import check_keys
+
 SAMPLE_RATE = 44100
 """Hz: the rate the reference model works at (and the training corpus is rendered at)."""
 N_FFT = 2048
@@ -43,6 +45,7 @@ class StftConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> StftConfig:
+        check_keys("STFT settings", d, cls.__dataclass_fields__)
         return cls(**d)
 
 

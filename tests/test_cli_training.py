@@ -71,7 +71,8 @@ def test_build_corpus_rejects_bad_counts(flag, tmp_path, capsys):
 
 
 def test_build_corpus_flags(tmp_path, capsys):
-    from histdenoise.training.corpus import available_soundfonts, read_corpus
+    from histdenoise.training.corpus import read_corpus
+    from histdenoise.training.render import available_soundfonts
 
     if not available_soundfonts():
         pytest.skip("no GM soundfont")

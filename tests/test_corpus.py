@@ -1,4 +1,4 @@
-"""The offline corpus builder (music21 scores through FluidSynth)."""
+"""The offline corpus builder (music21 scores through FluidSynth) and the corpus folder."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ import pytest
 import soundfile as sf
 
 corpus = pytest.importorskip("histdenoise.training.corpus")
+render = pytest.importorskip("histdenoise.training.render")
 
 
 
 def _missing_tools() -> str:
     try:
-        corpus.check_tools()
+        render.check_tools()
     except corpus.CorpusError as exc:
         return str(exc)
     return ""
@@ -28,7 +29,7 @@ def test_split_is_by_piece_and_stable():
     splits = [corpus.split_of(f"piece{i}") for i in range(2000)]
     shares = {s: splits.count(s) / 2000 for s in ("train", "validation", "test")}
     assert 0.75 < shares["train"] < 0.85 and 0.07 < shares["test"] < 0.13
-    jobs = corpus.plan_scores(6)
+    jobs = render.plan_scores(6)
     by_source = {}
     for j in jobs:
         by_source.setdefault(j.source, set()).add(j.split)
@@ -37,18 +38,18 @@ def test_split_is_by_piece_and_stable():
 
 
 def test_humanised_events_are_seeded():
-    job = next(j for j in corpus.plan_scores(6) if j.category == "choir")
-    a, info = corpus.score_events(job)
-    b, _ = corpus.score_events(job)
+    job = next(j for j in render.plan_scores(6) if j.category == "choir")
+    a, info = render.score_events(job)
+    b, _ = render.score_events(job)
     assert a == b and len(a) > 50
     assert all(t1 > t0 >= 0 and 20 <= v <= 127 for t0, t1, _, _, v in a)
-    assert all(int(p) in corpus.PROGRAMS["choir"] for p in info["programs"])
+    assert all(int(p) in render.PROGRAMS["choir"] for p in info["programs"])
 
 
 @needs_synth
 def test_build_small_corpus_and_resume(tmp_path):
-    cfg = corpus.CorpusConfig(per_category=1, orchestra=False, workers=1)
-    rows = corpus.build_corpus(tmp_path, cfg, progress=False)
+    cfg = render.CorpusConfig(per_category=1, orchestra=False, workers=1)
+    rows = render.build_corpus(tmp_path, cfg, progress=False)
     assert sorted(r["category"] for r in rows) == ["choir", "piano", "strings"]
     for r in rows:
         x, sr = sf.read(tmp_path / r["file"])
@@ -58,7 +59,7 @@ def test_build_small_corpus_and_resume(tmp_path):
     table = list(csv.DictReader((tmp_path / "corpus.csv").read_text().splitlines()))
     assert [t["file"] for t in table] == [r["file"] for r in rows]
     stamp = (tmp_path / rows[0]["file"]).stat().st_mtime_ns
-    corpus.build_corpus(tmp_path, cfg, progress=False)  # resumes: nothing re-rendered
+    render.build_corpus(tmp_path, cfg, progress=False)  # resumes: nothing re-rendered
     assert (tmp_path / rows[0]["file"]).stat().st_mtime_ns == stamp
     listed = corpus.read_corpus(tmp_path)
     assert len(listed) == 3
@@ -69,12 +70,12 @@ def test_build_small_corpus_and_resume(tmp_path):
 def test_only_the_test_split_is_rendered(tmp_path):
     """``splits=("test",)`` renders the test pieces of the same plan and nothing else;
     a test set built from it records each piece's source score."""
-    from histdenoise.training.evaluate import TestsetConfig, build_testset, read_testset
+    from histdenoise.training.testsets import TestsetConfig, build_testset, read_testset
 
-    plan = [j for j in corpus.plan_scores(2) if j.split == "test"]
-    cfg = corpus.CorpusConfig(per_category=2, orchestra=False, workers=1, max_seconds=6,
+    plan = [j for j in render.plan_scores(2) if j.split == "test"]
+    cfg = render.CorpusConfig(per_category=2, orchestra=False, workers=1, max_seconds=6,
                               splits=("test",))
-    rows = corpus.build_corpus(tmp_path / "c", cfg, progress=False)
+    rows = render.build_corpus(tmp_path / "c", cfg, progress=False)
     assert [r["piece"] for r in rows] == [j.piece for j in plan] == ["choir-bach_bwv245.17"]
     assert [r["split"] for r in rows] == ["test"]
     build_testset([str(tmp_path / "c")], tmp_path / "ts",

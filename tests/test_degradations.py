@@ -15,11 +15,10 @@ from histdenoise.training.degradations import (
     Hum,
     Rumble,
     Thumps,
-    extend_by_revolutions,
-    load_noise_dataset,
     mix,
     simulate,
 )
+from histdenoise.training.noise_folders import extend_by_revolutions, load_noise_dataset
 
 SR = 44100
 

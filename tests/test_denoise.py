@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from histdenoise.audio import AudioError, OutputFormat, split_exact
-from histdenoise.denoiser import Denoiser, DenoiseSettings
+from histdenoise.denoiser import DenoiseConfig, Denoiser
 from histdenoise.engine import ChunkConfig
 
 FAST = ChunkConfig(frames=64, margin=4, crossfade=8)
@@ -176,7 +176,7 @@ def test_channel_counts_are_kept(den, tmp_path, channels):
     sf.write(src, tone(9000, channels=channels), 44100, subtype="PCM_16")
     res = den.denoise_file(src)
     assert sf.info(str(res.denoised)).channels == channels
-    mono = den.denoise_file(src, tmp_path / "mono", settings=DenoiseSettings(mono=True))
+    mono = den.denoise_file(src, tmp_path / "mono", settings=DenoiseConfig(mono=True))
     assert sf.info(str(mono.denoised)).channels == 1
 
 
@@ -217,7 +217,7 @@ def test_lossy_inputs_get_exact_float_outputs_and_forced_lossy_counts(den, tmp_p
     r, _ = sf.read(res.residual, dtype="float32")
     assert_sum(d, r, x, inexact=out["inexact"])
     # asked for the lossy format: written so, and every changed sample is counted
-    forced = den.denoise_file(src, tmp_path / "forced", settings=DenoiseSettings(format=fmt))
+    forced = den.denoise_file(src, tmp_path / "forced", settings=DenoiseConfig(format=fmt))
     assert forced.denoised.suffix == ext and sf.info(str(forced.denoised)).format == fmt
     out = json.loads(forced.report_path.read_text())["output_audio"]
     assert out["denoised_plus_residual_equals_input"].startswith("lossy")
@@ -240,7 +240,7 @@ def test_companded_inputs_get_exact_flac_and_honest_counters(den, tmp_path, subt
     assert np.array_equal(d.astype(np.int64) + r, x)
     # the input's own subtype asked for: the codec changes what it is given; counted
     same = den.denoise_file(
-        src, tmp_path / "same", settings=DenoiseSettings(format="WAV", subtype=subtype)
+        src, tmp_path / "same", settings=DenoiseConfig(format="WAV", subtype=subtype)
     )
     out = json.loads(same.report_path.read_text())["output_audio"]
     d, _ = sf.read(same.denoised, dtype="float64")
@@ -254,7 +254,7 @@ def test_companded_inputs_get_exact_flac_and_honest_counters(den, tmp_path, subt
 def test_pcm_output_counts_input_samples_off_its_grid(den, tmp_path):
     src = tmp_path / "deep.wav"
     sf.write(src, tone(20_000), 44100, subtype="PCM_24")
-    res = den.denoise_file(src, tmp_path / "o", settings=DenoiseSettings(subtype="PCM_16"))
+    res = den.denoise_file(src, tmp_path / "o", settings=DenoiseConfig(subtype="PCM_16"))
     x, _ = sf.read(src, dtype="int32")
     out = json.loads(res.report_path.read_text())["output_audio"]
     assert out["inexact"] == int(np.count_nonzero(x % 65536)) > 0.9 * x.size
@@ -263,7 +263,7 @@ def test_pcm_output_counts_input_samples_off_its_grid(den, tmp_path):
 def test_format_and_subtype_override(den, tmp_path):
     src = tmp_path / "in.wav"
     sf.write(src, tone(10_000), 44100, subtype="PCM_16")
-    res = den.denoise_file(src, settings=DenoiseSettings(format="FLAC", subtype="PCM_24"))
+    res = den.denoise_file(src, settings=DenoiseConfig(format="FLAC", subtype="PCM_24"))
     assert res.denoised.name == "in_denoised.flac"
     assert sf.info(str(res.denoised)).subtype == "PCM_24"
     d, _ = sf.read(res.denoised, dtype="int32")
@@ -321,4 +321,4 @@ def test_existing_outputs_are_not_overwritten_unless_asked(den, tmp_path):
 
 def test_invalid_strength_is_refused():
     with pytest.raises(ValueError, match="strength"):
-        DenoiseSettings(strength=1.5)
+        DenoiseConfig(strength=1.5)

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from histdenoise.download import (
-    DownloadOptions,
+    DownloadConfig,
     archive_path,
     ensure_model,
     install_archive,
@@ -17,7 +17,7 @@ from histdenoise.download import (
 from histdenoise.errors import DownloadError
 from histdenoise.registry import ModelEntry, Source
 
-FAST = DownloadOptions(retries=2, timeout=5.0, backoff=0.01, progress=False)
+FAST = DownloadConfig(retries=2, timeout=5.0, backoff=0.01, progress=False)
 FILES = ("checkpoint.index", "checkpoint.data-00000-of-00001")
 
 

@@ -257,7 +257,7 @@ sys.exit(code)
 def test_onnxruntime_denoise_runs_without_tensorflow_and_matches_it(
     sentinel, sentinel_onnx, tmp_path
 ):
-    from histdenoise.denoiser import Denoiser, DenoiseSettings
+    from histdenoise.denoiser import DenoiseConfig, Denoiser
 
     rng = np.random.default_rng(5)
     t = np.arange(int(2.5 * 48000)) / 48000
@@ -279,7 +279,7 @@ def test_onnxruntime_denoise_runs_without_tensorflow_and_matches_it(
     report = json.loads((tmp_path / "ort" / "in_report.json").read_text())
     assert report["settings"]["backend"] == "onnxruntime"
     assert report["model"]["name"] == "sentinel"
-    Denoiser(sentinel).denoise_file(src, tmp_path / "tf", settings=DenoiseSettings())
+    Denoiser(sentinel).denoise_file(src, tmp_path / "tf", settings=DenoiseConfig())
     for name in ("in_denoised.wav", "in_residual.wav"):
         got, sr = sf.read(tmp_path / "ort" / name, dtype="float32")
         expected, _ = sf.read(tmp_path / "tf" / name, dtype="float32")

@@ -49,3 +49,18 @@ def test_core_module_imports_no_tensorflow_or_keras(module):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "", f"{module} imports {proc.stdout.strip()} at module level"
+
+
+def test_config_dataclasses_are_named_config_and_old_public_names_still_work():
+    import dataclasses
+    import importlib
+
+    import histdenoise
+
+    assert histdenoise.DenoiseSettings is histdenoise.DenoiseConfig  # the earlier public name
+    for module in ("denoiser", "download", "engine", "stft", "card"):
+        mod = importlib.import_module(f"histdenoise.{module}")
+        names = [n for n, v in vars(mod).items()
+                 if isinstance(v, type) and dataclasses.is_dataclass(v)
+                 and v.__module__ == mod.__name__ and v.__name__ == n]
+        assert not [n for n in names if n.endswith(("Settings", "Options"))], module

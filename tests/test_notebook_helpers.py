@@ -77,9 +77,9 @@ def test_uploads_of_ipywidgets_7_are_saved(tmp_path):
 
 
 def test_missing_fluidsynth_is_one_line_outside_colab(monkeypatch, capsys):
-    from histdenoise.training import corpus
+    from histdenoise.training import render
 
-    monkeypatch.setattr(corpus, "SOUNDFONTS", ())  # a machine without a GM soundfont
+    monkeypatch.setattr(render, "SOUNDFONTS", ())  # a machine without a GM soundfont
     assert notebook.ensure_fluidsynth() is False
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "apt-get install fluidsynth fluid-soundfont-gm" in out

@@ -83,7 +83,7 @@ def test_data_config_json_round_trip_and_unknown_keys():
     assert back.degradations.probability["hum"] == 0.9
     with pytest.raises(HistdenoiseError, match="unknown data settings: nope"):
         DataConfig.from_dict({"nope": 1})
-    with pytest.raises(ValueError, match=r"unknown Hum settings: f0 \(known: harmonics"):
+    with pytest.raises(ValueError, match=r"unknown Hum settings: f0 \(known: mains_hz, harmonics"):
         DegradationConfig.from_dict({"hum": {"f0": 50}})
 
 
@@ -194,12 +194,11 @@ def test_training_config_json_round_trip(tmp_path):
 
 def test_build_testset_and_evaluate(corpus, sentinel, tmp_path):
     from histdenoise.training.evaluate import (
-        TestsetConfig,
-        build_testset,
         evaluate,
         save_results,
         summarise,
     )
+    from histdenoise.training.testsets import TestsetConfig, build_testset
 
     table = build_testset(
         [str(corpus)], tmp_path / "ts", TestsetConfig(excerpts_per_piece=1, seconds=1.0)
@@ -222,7 +221,8 @@ def test_build_testset_and_evaluate(corpus, sentinel, tmp_path):
 def test_evaluate_warns_when_the_test_set_holds_training_pieces(corpus, sentinel, tmp_path):
     import shutil
 
-    from histdenoise.training.evaluate import TestsetConfig, build_testset, evaluate
+    from histdenoise.training.evaluate import evaluate
+    from histdenoise.training.testsets import TestsetConfig, build_testset
 
     build_testset([str(corpus)], tmp_path / "ts", TestsetConfig(excerpts_per_piece=1,
                                                                  seconds=1.0, snrs=(6.0,)))
@@ -274,13 +274,11 @@ def test_testset_conditions_levels_and_card_update(corpus, sentinel, tmp_path):
     import shutil
 
     from histdenoise.training.evaluate import (
-        CLEAN_SNR,
-        TestsetConfig,
-        build_testset,
         evaluate,
         summarise,
         update_card,
     )
+    from histdenoise.training.testsets import CLEAN_SNR, TestsetConfig, build_testset
 
     ts = TestsetConfig(snrs=(6.0,), excerpts_per_piece=1, seconds=1.0,
                        conditions=("clean", "hum", "acoustic", "clean-acoustic"))

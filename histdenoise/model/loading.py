@@ -12,7 +12,7 @@ from pathlib import Path
 import keras
 
 from histdenoise.card import CARD_NAME, LoadedModel, ModelCard
-from histdenoise.download import DownloadOptions, ensure_model
+from histdenoise.download import DownloadConfig, ensure_model
 from histdenoise.errors import CheckpointError
 from histdenoise.files import atomic_folder, sha256_file, sha256_files
 from histdenoise.model.native import is_native, load_native
@@ -26,7 +26,7 @@ def load_network(
     *,
     cache: str | Path | None = None,
     registry: str | Path | None = None,
-    options: DownloadOptions | None = None,
+    options: DownloadConfig | None = None,
 ) -> keras.Model:
     """Load the two-stage U-Net from wherever its weights are (`load_model` without the
     card).
@@ -42,7 +42,7 @@ def load_model(
     *,
     cache: str | Path | None = None,
     registry: str | Path | None = None,
-    options: DownloadOptions | None = None,
+    options: DownloadConfig | None = None,
 ) -> LoadedModel:
     """Load the two-stage U-Net and its model card from wherever its weights are.
 

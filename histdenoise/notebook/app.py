@@ -165,7 +165,7 @@ def denoise_files(
     Returns:
         ``(results, problems)``: `FileResult` per good file, one line per bad one.
     """
-    from histdenoise.denoiser import Denoiser, DenoiseSettings
+    from histdenoise.denoiser import DenoiseConfig, Denoiser
     from histdenoise.errors import HistdenoiseError, first_line
     from histdenoise.runner import Job, RunSummary, pending, plan_run, run_files
 
@@ -183,7 +183,7 @@ def denoise_files(
     summary = RunSummary(errors=plan.errors + plan.clashes)
     if not plan.clashes:
         todo, _ = pending(plan.files)
-        settings = DenoiseSettings(strength=strength, mono=mono)
+        settings = DenoiseConfig(strength=strength, mono=mono)
         run_files(denoiser, todo, settings, summary, overwrite=True,
                   file_progress=_file_bar if progress is None else
                   lambda item, slot: contextlib.nullcontext(progress))

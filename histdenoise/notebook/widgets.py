@@ -81,15 +81,15 @@ def encode_preview(
     peak = float(np.max(np.abs(x))) if x.size else 0.0
     if peak > 1.0:
         x = x / peak
-    sr = samplerate
+    sample_rate = samplerate
     if "MP3" in sf.available_formats():
-        if sr not in (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000):
+        if sample_rate not in (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000):
             import soxr
 
-            x, sr = soxr.resample(x, sr, 44100).astype(np.float32), 44100
+            x, sample_rate = soxr.resample(x, sample_rate, 44100).astype(np.float32), 44100
         for _ in range(3):  # about 10 kB/s mono, 18 kB/s stereo; cut and redo if too big
             buf = io.BytesIO()
-            sf.write(buf, x, sr, format="MP3")
+            sf.write(buf, x, sample_rate, format="MP3")
             data, mime = buf.getvalue(), "audio/mpeg"
             if len(data) <= max_bytes:
                 break
@@ -97,9 +97,9 @@ def encode_preview(
     else:
         x = x[: int((max_bytes - 44) / (2 * (1 if x.ndim == 1 else x.shape[1])))]
         buf = io.BytesIO()
-        sf.write(buf, x, sr, format="WAV", subtype="PCM_16")
+        sf.write(buf, x, sample_rate, format="WAV", subtype="PCM_16")
         data, mime = buf.getvalue(), "audio/wav"
-    return data, mime, len(x) / sr
+    return data, mime, len(x) / sample_rate
 
 
 def play(audio: np.ndarray, samplerate: int, label: str | None = None,
@@ -226,8 +226,8 @@ def read_excerpt(path: str | Path, seconds: float | None = PREVIEW_SECONDS):
 
     info = sf.info(str(path))
     frames = -1 if seconds is None else int(seconds * info.samplerate)
-    x, sr = sf.read(str(path), frames=frames, dtype="float32", always_2d=True)
-    return x, sr
+    x, sample_rate = sf.read(str(path), frames=frames, dtype="float32", always_2d=True)
+    return x, sample_rate
 
 
 def result_view(result, seconds: float | None = PREVIEW_SECONDS) -> tuple[bytes, str]:
@@ -241,17 +241,17 @@ def result_view(result, seconds: float | None = PREVIEW_SECONDS) -> tuple[bytes,
 
     seconds = preview_seconds(seconds)
     duration = sf.info(str(result.input)).duration
-    signals, sr = {}, 44100
+    signals, sample_rate = {}, 44100
     for label, path in (("input", result.input), ("denoised", result.denoised),
                         ("residual", result.residual)):
-        signals[label], sr = read_excerpt(path, seconds)
+        signals[label], sample_rate = read_excerpt(path, seconds)
     title = Path(result.input).name
     if duration > seconds:
         title += f" (first {_clock(seconds)} of {_clock(duration)})"
-    png = to_png(specplot(signals, sr, title=title))
+    png = to_png(specplot(signals, sample_rate, title=title))
     cells = "".join(
         f"<div style='margin-right:1em'>"
-        f"{play(x, sr, label, seconds, duration)._repr_html_()}</div>"
+        f"{play(x, sample_rate, label, seconds, duration)._repr_html_()}</div>"
         for label, x in signals.items())
     return png, f"<div style='display:flex;flex-wrap:wrap'>{cells}</div>"
 
@@ -291,7 +291,8 @@ def ensure_fluidsynth() -> bool:
     import subprocess
     import sys
 
-    from histdenoise.training.corpus import CorpusError, check_tools
+    from histdenoise.training.corpus import CorpusError
+    from histdenoise.training.render import check_tools
 
     try:
         check_tools()

@@ -1,6 +1,7 @@
-"""Training the network: simulated 78 rpm noise (`degradations`), music to train on
-(`corpus`), clean/noisy pairs in batches (`data`), the training loop (`trainer`) and
-scoring on held-out test sets (`evaluate`).
+"""Training the network: simulated 78 rpm noise (`degradations`), real noise recordings
+(`noise_folders`), music to train on (`corpus` reads a corpus folder, `render` makes one
+from scores), clean/noisy pairs in batches (`data`), the training loop (`trainer`),
+held-out test sets (`testsets`) and scoring on them (`evaluate`).
 
 Needs TensorFlow or another Keras backend (the trainer) and the ``training`` extra. The
 runtime core (`histdenoise.denoiser`, `histdenoise.cli`, ...) must not import this

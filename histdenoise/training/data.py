@@ -26,18 +26,17 @@ from pathlib import Path
 
 import numpy as np
 
-from histdenoise.errors import HistdenoiseError
+from histdenoise.errors import HistdenoiseError, check_keys
 from histdenoise.stft import StftConfig, stft, to_channels
 from histdenoise.training.corpus import read_corpus
 from histdenoise.training.degradations import (
     NOISE_TYPES,
     DegradationConfig,
     RecordingChain,
-    extend_by_revolutions,
-    load_noise_dataset,
     mix,
     simulate,
 )
+from histdenoise.training.noise_folders import extend_by_revolutions, load_noise_dataset
 
 
 @dataclass
@@ -95,12 +94,7 @@ class DataConfig:
     def from_dict(cls, d: dict) -> DataConfig:
         """Settings from a dict (a training JSON's ``data``); unknown keys are an error."""
         d = dict(d)
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise HistdenoiseError(
-                f"unknown data settings: {', '.join(sorted(unknown))} "
-                f"(known: {', '.join(cls.__dataclass_fields__)})"
-            )
+        check_keys("data settings", d, cls.__dataclass_fields__)
         for key in ("snr_db", "gain_db"):
             if key in d:
                 d[key] = tuple(d[key])

@@ -1,8 +1,9 @@
-"""Simulated gramophone degradations, and loaders for real noise recordings.
+"""Simulated gramophone degradations: the noise types, their settings, and mixing.
 
 Each additive noise type is a dataclass of parameters (ranges are drawn uniformly per
 example) and a generator ``render(n, sr, rng) -> (n,) float64``. `simulate` renders the
-enabled ones; `mix` combines clean music and noise as in the paper.
+enabled ones; `mix` combines clean music and noise as in the paper. Real noise recordings
+(folders of them, and lengthening them) are `histdenoise.training.noise_folders`.
 
 Parameter values come from the restoration literature and from measurements of 78 rpm
 transfers (Godsill & Rayner, "Digital Audio Restoration", 1998; Vaseghi, "Advanced Digital
@@ -18,19 +19,18 @@ Välimäki, 2022):
   50-500 ms.
 - Hum: mains 50 or 60 Hz and harmonics; rumble: turntable noise below about 30 Hz.
 
-Training layer: must not import histdenoise.notebook at module level.
+Training layer: must not import histdenoise.notebook, TensorFlow or Keras at module level,
+nor `histdenoise.training.noise_folders` (which imports this module).
 """
 
 from __future__ import annotations
 
-import ast
-import csv
-import zlib
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 
 import numpy as np
 from scipy import signal
+
+from histdenoise.errors import check_keys
 
 REVOLUTION_S = 60.0 / 78.0
 """Seconds per turn of a 78 rpm disc."""
@@ -227,10 +227,10 @@ def _loguniform(rng: np.random.Generator, lo_hi: tuple[float, float]) -> float:
     return float(np.exp(rng.uniform(np.log(lo_hi[0]), np.log(lo_hi[1]))))
 
 
-def _peaking_sos(f0: float, q: float, gain_db: float, sr: int) -> np.ndarray:
+def _peaking_sos(f0: float, q: float, gain_db: float, sample_rate: int) -> np.ndarray:
     """One peaking-EQ biquad (the audio-EQ-cookbook form) as a (1, 6) SciPy sos row."""
     a = 10 ** (gain_db / 40)
-    w0 = 2 * np.pi * f0 / sr
+    w0 = 2 * np.pi * f0 / sample_rate
     alpha = np.sin(w0) / (2 * q)
     b = np.array([1 + alpha * a, -2 * np.cos(w0), 1 - alpha * a])
     den = np.array([1 + alpha / a, -2 * np.cos(w0), 1 - alpha / a])
@@ -291,11 +291,7 @@ class RecordingChain:
 
 def _from_dict(cls, d: dict):
     """``cls(**d)`` with lists as tuples; unknown keys are an error naming the known ones."""
-    known = set(cls.__dataclass_fields__)
-    unknown = set(d) - known
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} settings: {', '.join(sorted(unknown))} "
-                         f"(known: {', '.join(sorted(known))})")
+    check_keys(f"{cls.__name__} settings", d, cls.__dataclass_fields__)
 
     def tup(v):
         return tuple(tup(e) for e in v) if isinstance(v, list) else v
@@ -353,11 +349,7 @@ class DegradationConfig:
         """Settings from a dict (a training JSON's ``data.degradations``): a type given as
         None is off, a dict overrides its parameters; ``level_db`` and ``probability``
         update the defaults. Unknown keys are an error."""
-        known = (*NOISE_TYPES, "level_db", "probability")
-        unknown = set(d) - set(known)
-        if unknown:
-            raise ValueError(f"unknown degradation settings: {', '.join(sorted(unknown))} "
-                             f"(known: {', '.join(known)})")
+        check_keys("degradation settings", d, (*NOISE_TYPES, "level_db", "probability"))
         cfg = cls()
         classes = {"hiss": Hiss, "clicks": Clicks, "crackle": Crackle, "thumps": Thumps,
                    "hum": Hum, "rumble": Rumble}
@@ -367,9 +359,7 @@ class DegradationConfig:
                 setattr(cfg, name, None if value is None else _from_dict(classes[name], value))
         for key in ("level_db", "probability"):
             extra = d.get(key, {})
-            bad = set(extra) - set(NOISE_TYPES)
-            if bad:
-                raise ValueError(f"unknown noise types in {key}: {', '.join(sorted(bad))}")
+            check_keys(f"noise types in {key}", extra, NOISE_TYPES)
             table = getattr(cfg, key)
             table.update({k: tuple(v) if isinstance(v, list) else v for k, v in extra.items()})
         return cfg
@@ -438,82 +428,3 @@ def mix(
     g = 10 ** (gain_db / 20)
     noisy = (clean + scale * noise) * g
     return noisy.astype(np.float32), (clean * g).astype(np.float32)
-
-
-def extend_by_revolutions(
-    noise: np.ndarray, n: int, sr: int, crossfade_s: float = 0.5
-) -> np.ndarray:
-    """Lengthen a noise recording to ``n`` samples by repeating whole 78 rpm turns.
-
-    Whole turns keep the once-per-turn structure (scratch clicks, thumps) periodic; the
-    joins are equal-power (sine/cosine) cross-fades of ``crossfade_s`` seconds, right for
-    the uncorrelated noise either side of a join. Longer input is cut.
-    """
-    noise = np.asarray(noise, np.float64)
-    if noise.size >= n:
-        return noise[:n].copy()
-    period = int(REVOLUTION_S * sr)
-    fade = min(int(crossfade_s * sr), max(1, noise.size // 4))
-    turns = max(1, (noise.size - fade) // period)
-    loop_len = turns * period if turns * period + fade <= noise.size else noise.size - fade
-    loop_len = max(1, loop_len)
-    out = np.zeros(n + loop_len + fade)
-    t = np.linspace(0, np.pi / 2, fade)
-    fade_in, fade_out = np.sin(t), np.cos(t)
-    piece = noise[: loop_len + fade].copy()
-    piece[:fade] *= fade_in
-    piece[loop_len:] *= fade_out
-    first = noise[: loop_len + fade].copy()
-    first[loop_len:] *= fade_out
-    out[: first.size] += first
-    pos = loop_len
-    while pos < n:
-        out[pos : pos + piece.size] += piece
-        pos += loop_len
-    return out[:n]
-
-
-@dataclass(frozen=True)
-class NoiseRecording:
-    """One real noise file and its split (``train``, ``validation``, ``test``)."""
-
-    path: Path
-    split: str
-    recording: str
-
-
-def load_noise_dataset(root: str | Path) -> list[NoiseRecording]:
-    """Files of a noise collection.
-
-    With an ``info.csv`` (the Gramophone Record Noise Dataset layout: columns
-    ``recording``, ``segments`` - a list of file names inside ``<root>/<recording>/`` -,
-    ``largest_segment`` and ``split``), every listed segment with its split. Otherwise
-    every audio file below ``root``, split by file name hash (80/10/10), so that a
-    folder of one's own noise recordings works too.
-    """
-    from histdenoise.audio import audio_files_below
-
-    root = Path(root)
-    info = root / "info.csv"
-    out = []
-    if info.is_file():
-        with open(info, newline="", encoding="utf-8") as f:
-            for row in csv.DictReader(f):
-                segments = (
-                    ast.literal_eval(row["segments"])
-                    if row.get("segments")
-                    else [row["largest_segment"]]
-                )
-                for seg in segments:
-                    out.append(
-                        NoiseRecording(
-                            root / row["recording"] / seg, row["split"], row["recording"]
-                        )
-                    )
-        return out
-    for p in audio_files_below(root):
-        rel = p.relative_to(root).as_posix()
-        bucket = zlib.crc32(rel.encode()) % 10
-        split = "test" if bucket == 0 else "validation" if bucket == 1 else "train"
-        out.append(NoiseRecording(p, split, rel))
-    return out

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from histdenoise.errors import HistdenoiseError
+from histdenoise.errors import HistdenoiseError, check_keys
 from histdenoise.model.network import NetworkConfig, build_network
 from histdenoise.training.data import (
     BatchStream,
@@ -110,11 +110,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         d = dict(d)
-        known = set(cls.__dataclass_fields__)
-        unknown = set(d) - known
-        if unknown:
-            raise HistdenoiseError(f"unknown training settings: {', '.join(sorted(unknown))} "
-                                   f"(known: {', '.join(sorted(known))})")
+        check_keys("training settings", d, cls.__dataclass_fields__)
         if "network" in d:
             d["network"] = NetworkConfig.from_dict(d["network"])
         if "data" in d:

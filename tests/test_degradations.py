@@ -118,6 +118,13 @@ def test_noise_dataset_layout_and_plain_folders(tmp_path):
     (root / "info.csv").unlink()
     plain = load_noise_dataset(root)
     assert len(plain) == 4 and {i.split for i in plain} <= {"train", "validation", "test"}
+    # the corpus's rule, one rule for every folder split by hash
+    from histdenoise.training.corpus import split_of
+
+    assert all(i.split == split_of(i.path.relative_to(root).as_posix()) for i in plain)
+    names = [f"noise{k:03d}.wav" for k in range(300)]
+    shares = {s: sum(split_of(n) == s for n in names) / 300 for s in ("test", "validation")}
+    assert 0.05 < shares["test"] < 0.15 and 0.05 < shares["validation"] < 0.15
 
 
 @pytest.mark.parametrize("n", [1, 100, 5000, 86528])

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import ast
 import csv
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from histdenoise.training.corpus import split_of
 from histdenoise.training.degradations import REVOLUTION_S
 
 
@@ -69,8 +69,9 @@ def load_noise_dataset(root: str | Path) -> list[NoiseRecording]:
     With an ``info.csv`` (the Gramophone Record Noise Dataset layout: columns
     ``recording``, ``segments`` - a list of file names inside ``<root>/<recording>/`` -,
     ``largest_segment`` and ``split``), every listed segment with its split. Otherwise
-    every audio file below ``root``, split by file name hash (80/10/10), so that a
-    folder of one's own noise recordings works too.
+    every audio file below ``root``, split by a hash of its path below ``root`` with the
+    corpus's rule (`histdenoise.training.corpus.split_of`, 80/10/10), so that a folder of
+    one's own noise recordings works too.
     """
     from histdenoise.audio import audio_files_below
 
@@ -94,7 +95,5 @@ def load_noise_dataset(root: str | Path) -> list[NoiseRecording]:
         return out
     for p in audio_files_below(root):
         rel = p.relative_to(root).as_posix()
-        bucket = zlib.crc32(rel.encode()) % 10
-        split = "test" if bucket == 0 else "validation" if bucket == 1 else "train"
-        out.append(NoiseRecording(p, split, rel))
+        out.append(NoiseRecording(p, split_of(rel), rel))
     return out

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from histdenoise.errors import RegistryError
+from histdenoise.errors import RegistryError, UnknownKeysError, check_keys
 from histdenoise.files import shipped_file
 
 DEFAULT_MODEL = "bundled"
@@ -85,6 +85,11 @@ class ModelEntry:
 
     @classmethod
     def from_dict(cls, name: str, d: dict, registry_dir: Path | None = None) -> ModelEntry:
+        # An unknown key is an error: a misspelt "sha256" would leave downloads unverified.
+        try:
+            check_keys(f"key of model {name}", d, ENTRY_KEYS)
+        except UnknownKeysError as exc:
+            raise RegistryError(str(exc)) from None
         sources = []
         for s in d.get("urls", []):
             if "url" in s:
@@ -109,6 +114,10 @@ class ModelEntry:
         )
 
 
+ENTRY_KEYS = ("description", "licence", "format", "filename", "urls", "files", "size", "sha256",
+              "path", "citation")
+
+
 def default_registry_path() -> Path:
     """``checkpoints/registry.json`` shipped with histdenoise."""
     return shipped_file("histdenoise.checkpoints", "registry.json")
@@ -126,11 +135,11 @@ def load_registry(path: str | Path | None = None) -> dict[str, ModelEntry]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         models = data["models"]
+        return {name: ModelEntry.from_dict(name, d, path.parent) for name, d in models.items()}
     except FileNotFoundError:
         raise RegistryError(f"{path}: model registry not found") from None
-    except (ValueError, KeyError, TypeError) as exc:
+    except (RegistryError, ValueError, KeyError, TypeError) as exc:
         raise RegistryError(f"{path}: invalid model registry ({exc})") from None
-    return {name: ModelEntry.from_dict(name, d, path.parent) for name, d in models.items()}
 
 
 def list_models(path: str | Path | None = None) -> list[str]:

@@ -57,3 +57,18 @@ def test_a_training_json_with_unknown_degradation_keys_names_the_file_and_key(tm
                        match=r"train\.json: invalid training config \(unknown degradation "
                              r"settings: crackles \(known: hiss, "):
         TrainConfig.from_json(path)
+
+
+def test_registry_entry_with_an_unknown_key_is_refused(tmp_path):
+    """A misspelt key (here sha256 as sha265) would leave a download unverified."""
+    from histdenoise.errors import RegistryError
+    from histdenoise.registry import load_registry
+
+    path = tmp_path / "registry.json"
+    path.write_text(json.dumps({"format_version": 1, "models": {"mine": {
+        "urls": [{"url": "http://127.0.0.1/x.zip"}], "sha265": "ab" * 32}}}))
+    with pytest.raises(RegistryError) as err:
+        load_registry(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: invalid model registry (unknown key of model mine: sha265")
+    assert "known: description, licence" in message and "\n" not in message

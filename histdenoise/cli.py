@@ -24,6 +24,7 @@ EXIT_ERROR = 1
 
 # --------------------------------------------------------------------------- denoise
 def add_denoise(sub) -> None:
+    from histdenoise.dehum import DEHUM_MODES
     from histdenoise.denoiser import BACKENDS, PRECISIONS, DenoiseConfig, Denoiser
     from histdenoise.engine import ChunkConfig
 
@@ -114,6 +115,15 @@ def add_denoise(sub) -> None:
         default=DenoiseConfig().strength,
         metavar="S",
         help="0..1: output = input - S * residual",
+    )
+    p.add_argument(
+        "--dehum",
+        choices=DEHUM_MODES,
+        default=DenoiseConfig().dehum,
+        help="mains hum removal before the network: auto looks for steady 50- or 60-Hz hum "
+        "(within 0.6 %%) in the first 2 minutes and subtracts its harmonics where found; "
+        "50 or 60 looks only there, up to 4 %% off (a disc played off speed), with a lower "
+        "bar; off never (default: auto; the report's \"hum\" says what was found)",
     )
     p.add_argument(
         "--format",
@@ -222,7 +232,8 @@ def cmd_denoise(args) -> int:
     for line in errors:
         _error(line)
     settings = DenoiseConfig(
-        strength=args.strength, mono=args.mono, format=args.format, subtype=args.subtype
+        strength=args.strength, mono=args.mono, format=args.format, subtype=args.subtype,
+        dehum=args.dehum,
     )
     plan = plan_run(jobs, args.out_dir, args.format, args.subtype, args.keep_extension)
     if plan.clashes:
@@ -448,6 +459,9 @@ def cmd_train(args) -> int:
 
 # --------------------------------------------------------------------------- evaluate
 def add_evaluate(sub) -> None:
+    from histdenoise.dehum import DEHUM_MODES
+    from histdenoise.denoiser import DenoiseConfig
+
     p = sub.add_parser(
         "evaluate",
         help="score a model and baselines on a test set (table + plots)",
@@ -466,6 +480,8 @@ def add_evaluate(sub) -> None:
                    "clean and acoustic-era music; heldout: the orchestral recordings under "
                    "held-out noise settings)")
     p.add_argument("--no-baselines", action="store_true", help="skip noisereduce")
+    p.add_argument("--dehum", choices=DEHUM_MODES, default=DenoiseConfig().dehum,
+                   help="the denoiser's hum removal, as in `denoise` (off: the network alone)")
     p.add_argument("--update-card", action="store_true",
                    help="write the summary into the model card's metrics (a native model "
                    "folder) as <suite>_<condition>_<snr>dB_<category> entries")
@@ -492,7 +508,8 @@ def cmd_evaluate(args) -> int:
         build_testset([str(testset)], args.out / "testset", SUITES[args.suite])
         testset = args.out / "testset"
     rows, info = evaluate(
-        args.model, testset, baselines=not args.no_baselines, progress=not args.quiet
+        args.model, testset, baselines=not args.no_baselines, progress=not args.quiet,
+        dehum=args.dehum,
     )
     paths = save_results(rows, info, args.out)
     summary = summarise(rows)

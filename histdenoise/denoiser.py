@@ -37,6 +37,7 @@ from histdenoise.audio import (
     to_float,
 )
 from histdenoise.card import CARD_NAME, WEIGHTS_NAME
+from histdenoise.dehum import DEHUM_MODES, DETECT_SECONDS, HumEstimate, HumRemover, detect_hum
 from histdenoise.engine import ChunkConfig, StreamingEngine
 from histdenoise.errors import HistdenoiseError
 from histdenoise.files import os_error_cause, remove_stale_temporaries, temp_path
@@ -70,16 +71,22 @@ class DenoiseConfig:
         mono: downmix to one channel first (as the authors' tool did).
         format: output major format (``WAV``, ``FLAC``, ...); the input's if None.
         subtype: output subtype (``PCM_16``, ``FLOAT``, ...); the input's if None.
+        dehum: mains hum removal before the network (`histdenoise.dehum`): ``auto``
+            (look for 50- and 60-Hz hum, remove it where found), ``off``, or ``50``/``60``
+            (that mains frequency, up to 4 % off, with a lower bar for presence).
     """
 
     strength: float = 1.0
     mono: bool = False
     format: str | None = None
     subtype: str | None = None
+    dehum: str = "auto"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.strength <= 1.0:
             raise ValueError(f"strength must be within 0..1, got {self.strength}")
+        if self.dehum not in DEHUM_MODES:
+            raise ValueError(f"dehum must be one of {DEHUM_MODES}, got {self.dehum!r}")
 
 
 DenoiseSettings = DenoiseConfig
@@ -201,6 +208,7 @@ class Denoiser:
         channels: int,
         total: int | None = None,
         progress: Progress | None = None,
+        hum: HumEstimate | None = None,
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Pair each input block with the network's estimate at the same rate.
 
@@ -210,6 +218,7 @@ class Denoiser:
             channels: channel count of ``blocks``.
             total: total samples, for progress.
             progress: callback in seconds of audio.
+            hum: mains hum (`detect_hum`) to subtract before the network, or None.
 
         Yields:
             ``(x, y)``: the input samples (as given) and the denoised estimate, float32,
@@ -219,15 +228,18 @@ class Denoiser:
         to_out = Resampler(self.samplerate, samplerate, channels)
         pending_x: deque[np.ndarray] = deque()
         engine = StreamingEngine(self._fn, channels, self.stft, self.chunk, self.batch_size)
-        n_in = 0
+        dehum = HumRemover(hum, self.samplerate, channels) if hum else None
 
         def feed() -> Iterator[np.ndarray]:
-            nonlocal n_in
             for block in blocks:
                 pending_x.append(block)
-                n_in += block.shape[1]
-                yield to_model(to_float(block))
-            yield to_model.flush()
+                x = to_model(to_float(block))
+                yield dehum(x) if dehum else x
+            x = to_model.flush()
+            if dehum:
+                yield dehum(x)
+                x = dehum.flush()
+            yield x
 
         y_parts: list[np.ndarray] = []
         y_have = 0
@@ -275,6 +287,7 @@ class Denoiser:
         strength: float = 1.0,
         mono: bool = False,
         progress: Progress | None = None,
+        dehum: str = "auto",
     ) -> tuple[np.ndarray, np.ndarray]:
         """Denoise an array.
 
@@ -284,12 +297,13 @@ class Denoiser:
             strength: 0..1; output = input - strength * residual.
             mono: downmix to one channel first.
             progress: callback in seconds of audio.
+            dehum: mains hum removal, one of `DEHUM_MODES` (see `DenoiseConfig`).
 
         Returns:
             ``(denoised, residual)``, float32, shaped like ``audio`` (one channel with
             ``mono``), with ``denoised + residual == input`` in float32.
         """
-        settings = DenoiseConfig(strength=strength, mono=mono)
+        settings = DenoiseConfig(strength=strength, mono=mono, dehum=dehum)
         x = np.asarray(audio, dtype=np.float32)
         if x.ndim not in (1, 2) or x.shape[0] == 0:
             raise AudioError(f"audio must be (samples,) or (samples, channels), got {x.shape}")
@@ -303,7 +317,10 @@ class Denoiser:
         blocks = (xc[:, i : i + block] for i in range(0, xc.shape[1], block))
         out_fmt = OutputFormat("RAW", "FLOAT", "")
         den, rem = [], []
-        for xb, yb in self.stream(blocks, samplerate, xc.shape[0], xc.shape[1], progress):
+        hum = detect_hum(xc, samplerate, settings.dehum)
+        for xb, yb in self.stream(
+            blocks, samplerate, xc.shape[0], xc.shape[1], progress, hum=hum
+        ):
             target = _apply_strength(xb, yb, settings.strength)
             d, r, _ = split_exact(xb, target, out_fmt)
             den.append(d)
@@ -359,6 +376,7 @@ class Denoiser:
                     b = to_float(b).mean(axis=0, keepdims=True)
                 yield b
 
+        hum = self._detect_hum_in(info, settings)
         tmp_report = temp_path(rep_path)
         try:
             with (
@@ -366,7 +384,7 @@ class Denoiser:
                 AtomicWriter(rem_path, info.samplerate, channels, out_fmt) as wr,
             ):
                 for xb, yb in self.stream(
-                    blocks(), info.samplerate, channels, info.frames, progress
+                    blocks(), info.samplerate, channels, info.frames, progress, hum=hum
                 ):
                     target = _apply_strength(xb, yb, settings.strength)
                     d, r, bad = split_exact(xb, target, out_fmt)
@@ -385,7 +403,7 @@ class Denoiser:
                 truncated = _truncation(info, state)
                 report = self._report(
                     info, out_fmt, settings, (den_path, rem_path, rep_path), elapsed, stats,
-                    truncated,
+                    truncated, hum,
                 )
                 _write_text(tmp_report, rep_path, json.dumps(report, indent=2) + "\n")
                 # an old report goes first: all three outputs present means one complete run
@@ -407,6 +425,21 @@ class Denoiser:
             )
         return FileResult(path, den_path, rem_path, rep_path, report, warnings)
 
+    def _detect_hum_in(self, info: AudioInfo, settings: DenoiseConfig) -> HumEstimate | None:
+        """`detect_hum` on the first `DETECT_SECONDS` of a file (a read of its own)."""
+        if settings.dehum == "off":
+            return None
+        want = int(DETECT_SECONDS * info.samplerate)
+        parts, have = [], 0
+        for b in read_blocks(info, max(1, int(BLOCK_SECONDS * info.samplerate)), ReadState()):
+            parts.append(to_float(b).mean(axis=0))
+            have += b.shape[1]
+            if have >= want:
+                break
+        if not parts:
+            return None
+        return detect_hum(np.concatenate(parts), info.samplerate, settings.dehum)
+
     def _report(
         self,
         info: AudioInfo,
@@ -416,6 +449,7 @@ class Denoiser:
         elapsed: float,
         stats: dict,
         truncated: dict | None = None,
+        hum: HumEstimate | None = None,
     ) -> dict:
         from histdenoise import __version__
 
@@ -457,6 +491,7 @@ class Denoiser:
                 "denoised_plus_residual_equals_input": out_fmt.exact,
                 **stats,
             },
+            "hum": hum.to_dict() if hum else None,
             "processing_seconds": round(elapsed, 3),
             "real_time_factor": round(elapsed / seconds, 4) if seconds else None,
             "histdenoise": __version__,

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from html import escape
 from pathlib import Path
 
+from histdenoise.dehum import DEHUM_MODES
 from histdenoise.notebook.widgets import (
     PREVIEW_SECONDS,
     _download_link,
@@ -71,6 +72,7 @@ class DenoiseApp:
         self.strength = w.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.05,
                                       description="Strength")
         self.stereo = w.Checkbox(value=True, description="Keep stereo")
+        self.dehum = w.Dropdown(options=list(DEHUM_MODES), value="auto", description="Hum")
         self.button = w.Button(description="Denoise", button_style="primary", icon="magic")
         self.progress, self._callback = progress_bar()
         if in_colab():
@@ -83,7 +85,7 @@ class DenoiseApp:
         self.button.on_click(lambda _: self.denoise())
         self.ui = w.VBox([
             w.HBox([self.model, self.chooser]),
-            w.HBox([self.strength, self.stereo]),
+            w.HBox([self.strength, self.stereo, self.dehum]),
             w.HBox([self.button, self.progress]),
             self.status,
             self.output,
@@ -124,6 +126,7 @@ class DenoiseApp:
                 self.out_dir,
                 strength=self.strength.value,
                 mono=not self.stereo.value,
+                dehum=self.dehum.value,
                 progress=self._callback,
             )
         finally:
@@ -152,6 +155,7 @@ def denoise_files(
     *,
     strength: float = 1.0,
     mono: bool = False,
+    dehum: str = "auto",
     progress: Callable[[float, float], None] | None = None,
 ) -> tuple[list, list[str]]:
     """Denoise files into ``out_dir`` (existing results replaced), one failure not
@@ -160,6 +164,7 @@ def denoise_files(
     Args:
         denoiser: a `Denoiser`, a model name or path, or a function returning a Denoiser
             (called once, so loading errors are reported like file errors).
+        strength, mono, dehum: as in `histdenoise.DenoiseConfig`.
         progress: callback in seconds of audio per file; a tqdm bar when None.
 
     Returns:
@@ -183,7 +188,7 @@ def denoise_files(
     summary = RunSummary(errors=plan.errors + plan.clashes)
     if not plan.clashes:
         todo, _ = pending(plan.files)
-        settings = DenoiseConfig(strength=strength, mono=mono)
+        settings = DenoiseConfig(strength=strength, mono=mono, dehum=dehum)
         run_files(denoiser, todo, settings, summary, overwrite=True,
                   file_progress=_file_bar if progress is None else
                   lambda item, slot: contextlib.nullcontext(progress))

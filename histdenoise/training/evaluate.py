@@ -75,9 +75,14 @@ def _noisereduce(noisy: np.ndarray, settings: dict) -> np.ndarray:
 
 
 def evaluate(
-    model, testset: str | Path, baselines: bool = True, progress: bool = True
+    model,
+    testset: str | Path,
+    baselines: bool = True,
+    progress: bool = True,
+    dehum: str = "auto",
 ) -> tuple[list[dict], dict]:
-    """Score ``model`` (anything `histdenoise.Denoiser` takes) and the baselines.
+    """Score ``model`` (anything `histdenoise.Denoiser` takes, run as `Denoiser.denoise`
+    runs it, hum removal ``dehum`` included) and the baselines.
 
     Returns:
         ``(rows, info)``: one row per example and method (``method``, ``snr_db``,
@@ -108,8 +113,8 @@ def evaluate(
         pairs.append((it, noisy, clean))
     outputs: dict[str, list[np.ndarray]] = {"input": [p[1] for p in pairs], "model": []}
     for _, noisy, _ in tqdm(pairs, desc="model", disable=not progress):
-        outputs["model"].append(denoiser.denoise(noisy, SAMPLE_RATE)[0])
-    info = {"model": denoiser.card.name, "training_overlap": overlap}
+        outputs["model"].append(denoiser.denoise(noisy, SAMPLE_RATE, dehum=dehum)[0])
+    info = {"model": denoiser.card.name, "training_overlap": overlap, "dehum": dehum}
     if baselines:
         best, best_score = None, -np.inf
         for settings in tqdm(NOISEREDUCE_GRID, desc="noisereduce grid", disable=not progress):

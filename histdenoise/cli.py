@@ -26,6 +26,7 @@ EXIT_ERROR = 1
 def add_denoise(sub) -> None:
     from histdenoise.dehum import DEHUM_MODES
     from histdenoise.denoiser import BACKENDS, PRECISIONS, DenoiseConfig, Denoiser
+    from histdenoise.dethump import DETHUMP_MODES
     from histdenoise.engine import ChunkConfig
 
     defaults = _keyword_defaults(Denoiser)
@@ -124,6 +125,15 @@ def add_denoise(sub) -> None:
         "(within 0.6 %%) in the first 2 minutes and subtracts its harmonics where found; "
         "50 or 60 looks only there, up to 4 %% off (a disc played off speed), with a lower "
         "bar; off never (default: auto; the report's \"hum\" says what was found)",
+    )
+    p.add_argument(
+        "--dethump",
+        choices=DETHUMP_MODES,
+        default=DenoiseConfig().dethump,
+        help="removal of thumps that come back every turn of a 78 (70-86 rpm) before the "
+        "network: auto finds a short low-frequency bump repeating every turn in the first "
+        "2 minutes and subtracts it turn by turn; off never (default: auto; the report's "
+        "\"thumps\" says what was found)",
     )
     p.add_argument(
         "--format",
@@ -233,7 +243,7 @@ def cmd_denoise(args) -> int:
         _error(line)
     settings = DenoiseConfig(
         strength=args.strength, mono=args.mono, format=args.format, subtype=args.subtype,
-        dehum=args.dehum,
+        dehum=args.dehum, dethump=args.dethump,
     )
     plan = plan_run(jobs, args.out_dir, args.format, args.subtype, args.keep_extension)
     if plan.clashes:
@@ -461,6 +471,7 @@ def cmd_train(args) -> int:
 def add_evaluate(sub) -> None:
     from histdenoise.dehum import DEHUM_MODES
     from histdenoise.denoiser import DenoiseConfig
+    from histdenoise.dethump import DETHUMP_MODES
 
     p = sub.add_parser(
         "evaluate",
@@ -482,6 +493,8 @@ def add_evaluate(sub) -> None:
     p.add_argument("--no-baselines", action="store_true", help="skip noisereduce")
     p.add_argument("--dehum", choices=DEHUM_MODES, default=DenoiseConfig().dehum,
                    help="the denoiser's hum removal, as in `denoise` (off: the network alone)")
+    p.add_argument("--dethump", choices=DETHUMP_MODES, default=DenoiseConfig().dethump,
+                   help="the denoiser's thump removal, as in `denoise` (off: the network alone)")
     p.add_argument("--update-card", action="store_true",
                    help="write the summary into the model card's metrics (a native model "
                    "folder) as <suite>_<condition>_<snr>dB_<category> entries")
@@ -509,7 +522,7 @@ def cmd_evaluate(args) -> int:
         testset = args.out / "testset"
     rows, info = evaluate(
         args.model, testset, baselines=not args.no_baselines, progress=not args.quiet,
-        dehum=args.dehum,
+        dehum=args.dehum, dethump=args.dethump,
     )
     paths = save_results(rows, info, args.out)
     summary = summarise(rows)

@@ -38,6 +38,7 @@ from histdenoise.audio import (
 )
 from histdenoise.card import CARD_NAME, WEIGHTS_NAME
 from histdenoise.dehum import DEHUM_MODES, DETECT_SECONDS, HumEstimate, HumRemover, detect_hum
+from histdenoise.dethump import DETHUMP_MODES, ThumpEstimate, ThumpRemover, detect_thumps
 from histdenoise.engine import ChunkConfig, StreamingEngine
 from histdenoise.errors import HistdenoiseError
 from histdenoise.files import os_error_cause, remove_stale_temporaries, temp_path
@@ -74,6 +75,8 @@ class DenoiseConfig:
         dehum: mains hum removal before the network (`histdenoise.dehum`): ``auto``
             (look for 50- and 60-Hz hum, remove it where found), ``off``, or ``50``/``60``
             (that mains frequency, up to 4 % off, with a lower bar for presence).
+        dethump: removal of thumps that repeat every turn of the disc, before the network
+            (`histdenoise.dethump`): ``auto`` (where found) or ``off``.
     """
 
     strength: float = 1.0
@@ -81,12 +84,71 @@ class DenoiseConfig:
     format: str | None = None
     subtype: str | None = None
     dehum: str = "auto"
+    dethump: str = "auto"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.strength <= 1.0:
             raise ValueError(f"strength must be within 0..1, got {self.strength}")
         if self.dehum not in DEHUM_MODES:
             raise ValueError(f"dehum must be one of {DEHUM_MODES}, got {self.dehum!r}")
+        if self.dethump not in DETHUMP_MODES:
+            raise ValueError(f"dethump must be one of {DETHUMP_MODES}, got {self.dethump!r}")
+
+
+@dataclass(frozen=True)
+class Disturbances:
+    """What the classical stages found in a recording and take out before the network.
+
+    Attributes:
+        hum: mains hum (`histdenoise.dehum.detect_hum`), or None.
+        thumps: a thump repeating every turn (`histdenoise.dethump.detect_thumps`), or None.
+    """
+
+    hum: HumEstimate | None = None
+    thumps: ThumpEstimate | None = None
+
+    @classmethod
+    def find(cls, x: np.ndarray, samplerate: int, settings: DenoiseConfig) -> Disturbances:
+        """Look for hum, then (in what is left) thumps, in (channels, samples) ``x``."""
+        hum = detect_hum(x, samplerate, settings.dehum)
+        if hum is not None and settings.dethump != "off":
+            x = _run_stages([HumRemover(hum, samplerate, x.shape[0])], x)
+        return cls(hum, detect_thumps(x, samplerate, settings.dethump))
+
+    def stages(self, samplerate: int, channels: int) -> list:
+        """The streaming removers, in order (hum first)."""
+        out: list = []
+        if self.hum is not None:
+            out.append(HumRemover(self.hum, samplerate, channels))
+        if self.thumps is not None:
+            out.append(ThumpRemover(self.thumps, channels))
+        return out
+
+
+def _run_stages(stages: list, x: np.ndarray) -> np.ndarray:
+    """(channels, samples) through every stage, flushed."""
+    for stage in stages:
+        x = np.concatenate([stage(x), stage.flush()], axis=1)
+    return x
+
+
+class _Chain:
+    """Streaming stages one after another; each returns as many samples as it is given,
+    over the whole stream (some of them at `flush`)."""
+
+    def __init__(self, stages: list):
+        self.stages = stages
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+    def flush(self, channels: int) -> np.ndarray:
+        x = np.zeros((channels, 0), np.float32)
+        for stage in self.stages:
+            x = np.concatenate([stage(x), stage.flush()], axis=1)
+        return x
 
 
 DenoiseSettings = DenoiseConfig
@@ -208,7 +270,7 @@ class Denoiser:
         channels: int,
         total: int | None = None,
         progress: Progress | None = None,
-        hum: HumEstimate | None = None,
+        found: Disturbances | None = None,
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Pair each input block with the network's estimate at the same rate.
 
@@ -218,7 +280,7 @@ class Denoiser:
             channels: channel count of ``blocks``.
             total: total samples, for progress.
             progress: callback in seconds of audio.
-            hum: mains hum (`detect_hum`) to subtract before the network, or None.
+            found: hum and thumps (`Disturbances.find`) to take out before the network.
 
         Yields:
             ``(x, y)``: the input samples (as given) and the denoised estimate, float32,
@@ -228,18 +290,14 @@ class Denoiser:
         to_out = Resampler(self.samplerate, samplerate, channels)
         pending_x: deque[np.ndarray] = deque()
         engine = StreamingEngine(self._fn, channels, self.stft, self.chunk, self.batch_size)
-        dehum = HumRemover(hum, self.samplerate, channels) if hum else None
+        stages = _Chain(found.stages(samplerate, channels) if found else [])
 
         def feed() -> Iterator[np.ndarray]:
             for block in blocks:
                 pending_x.append(block)
-                x = to_model(to_float(block))
-                yield dehum(x) if dehum else x
-            x = to_model.flush()
-            if dehum:
-                yield dehum(x)
-                x = dehum.flush()
-            yield x
+                yield to_model(stages(to_float(block)))
+            yield to_model(stages.flush(channels))
+            yield to_model.flush()
 
         y_parts: list[np.ndarray] = []
         y_have = 0
@@ -288,6 +346,7 @@ class Denoiser:
         mono: bool = False,
         progress: Progress | None = None,
         dehum: str = "auto",
+        dethump: str = "auto",
     ) -> tuple[np.ndarray, np.ndarray]:
         """Denoise an array.
 
@@ -298,12 +357,13 @@ class Denoiser:
             mono: downmix to one channel first.
             progress: callback in seconds of audio.
             dehum: mains hum removal, one of `DEHUM_MODES` (see `DenoiseConfig`).
+            dethump: removal of once-per-turn thumps, ``auto`` or ``off``.
 
         Returns:
             ``(denoised, residual)``, float32, shaped like ``audio`` (one channel with
             ``mono``), with ``denoised + residual == input`` in float32.
         """
-        settings = DenoiseConfig(strength=strength, mono=mono, dehum=dehum)
+        settings = DenoiseConfig(strength=strength, mono=mono, dehum=dehum, dethump=dethump)
         x = np.asarray(audio, dtype=np.float32)
         if x.ndim not in (1, 2) or x.shape[0] == 0:
             raise AudioError(f"audio must be (samples,) or (samples, channels), got {x.shape}")
@@ -317,9 +377,9 @@ class Denoiser:
         blocks = (xc[:, i : i + block] for i in range(0, xc.shape[1], block))
         out_fmt = OutputFormat("RAW", "FLOAT", "")
         den, rem = [], []
-        hum = detect_hum(xc, samplerate, settings.dehum)
+        found = Disturbances.find(xc[:, : int(DETECT_SECONDS * samplerate)], samplerate, settings)
         for xb, yb in self.stream(
-            blocks, samplerate, xc.shape[0], xc.shape[1], progress, hum=hum
+            blocks, samplerate, xc.shape[0], xc.shape[1], progress, found=found
         ):
             target = _apply_strength(xb, yb, settings.strength)
             d, r, _ = split_exact(xb, target, out_fmt)
@@ -376,7 +436,7 @@ class Denoiser:
                     b = to_float(b).mean(axis=0, keepdims=True)
                 yield b
 
-        hum = self._detect_hum_in(info, settings)
+        found = self._find_in(info, settings)
         tmp_report = temp_path(rep_path)
         try:
             with (
@@ -384,7 +444,7 @@ class Denoiser:
                 AtomicWriter(rem_path, info.samplerate, channels, out_fmt) as wr,
             ):
                 for xb, yb in self.stream(
-                    blocks(), info.samplerate, channels, info.frames, progress, hum=hum
+                    blocks(), info.samplerate, channels, info.frames, progress, found=found
                 ):
                     target = _apply_strength(xb, yb, settings.strength)
                     d, r, bad = split_exact(xb, target, out_fmt)
@@ -403,7 +463,7 @@ class Denoiser:
                 truncated = _truncation(info, state)
                 report = self._report(
                     info, out_fmt, settings, (den_path, rem_path, rep_path), elapsed, stats,
-                    truncated, hum,
+                    truncated, found,
                 )
                 _write_text(tmp_report, rep_path, json.dumps(report, indent=2) + "\n")
                 # an old report goes first: all three outputs present means one complete run
@@ -425,10 +485,11 @@ class Denoiser:
             )
         return FileResult(path, den_path, rem_path, rep_path, report, warnings)
 
-    def _detect_hum_in(self, info: AudioInfo, settings: DenoiseConfig) -> HumEstimate | None:
-        """`detect_hum` on the first `DETECT_SECONDS` of a file (a read of its own)."""
-        if settings.dehum == "off":
-            return None
+    def _find_in(self, info: AudioInfo, settings: DenoiseConfig) -> Disturbances:
+        """`Disturbances.find` on the first `DETECT_SECONDS` of a file (a read of its own),
+        channels averaged (or as ``settings.mono`` downmixes)."""
+        if settings.dehum == "off" and settings.dethump == "off":
+            return Disturbances()
         want = int(DETECT_SECONDS * info.samplerate)
         parts, have = [], 0
         for b in read_blocks(info, max(1, int(BLOCK_SECONDS * info.samplerate)), ReadState()):
@@ -437,8 +498,9 @@ class Denoiser:
             if have >= want:
                 break
         if not parts:
-            return None
-        return detect_hum(np.concatenate(parts), info.samplerate, settings.dehum)
+            return Disturbances()
+        x = np.concatenate(parts)[None, :want]
+        return Disturbances.find(x, info.samplerate, settings)
 
     def _report(
         self,
@@ -449,7 +511,7 @@ class Denoiser:
         elapsed: float,
         stats: dict,
         truncated: dict | None = None,
-        hum: HumEstimate | None = None,
+        found: Disturbances | None = None,
     ) -> dict:
         from histdenoise import __version__
 
@@ -491,7 +553,8 @@ class Denoiser:
                 "denoised_plus_residual_equals_input": out_fmt.exact,
                 **stats,
             },
-            "hum": hum.to_dict() if hum else None,
+            "hum": found.hum.to_dict() if found and found.hum else None,
+            "thumps": found.thumps.to_dict() if found and found.thumps else None,
             "processing_seconds": round(elapsed, 3),
             "real_time_factor": round(elapsed / seconds, 4) if seconds else None,
             "histdenoise": __version__,

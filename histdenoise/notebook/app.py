@@ -73,6 +73,7 @@ class DenoiseApp:
                                       description="Strength")
         self.stereo = w.Checkbox(value=True, description="Keep stereo")
         self.dehum = w.Dropdown(options=list(DEHUM_MODES), value="auto", description="Hum")
+        self.dethump = w.Checkbox(value=True, description="Thumps")
         self.button = w.Button(description="Denoise", button_style="primary", icon="magic")
         self.progress, self._callback = progress_bar()
         if in_colab():
@@ -85,7 +86,7 @@ class DenoiseApp:
         self.button.on_click(lambda _: self.denoise())
         self.ui = w.VBox([
             w.HBox([self.model, self.chooser]),
-            w.HBox([self.strength, self.stereo, self.dehum]),
+            w.HBox([self.strength, self.stereo, self.dehum, self.dethump]),
             w.HBox([self.button, self.progress]),
             self.status,
             self.output,
@@ -127,6 +128,7 @@ class DenoiseApp:
                 strength=self.strength.value,
                 mono=not self.stereo.value,
                 dehum=self.dehum.value,
+                dethump="auto" if self.dethump.value else "off",
                 progress=self._callback,
             )
         finally:
@@ -156,6 +158,7 @@ def denoise_files(
     strength: float = 1.0,
     mono: bool = False,
     dehum: str = "auto",
+    dethump: str = "auto",
     progress: Callable[[float, float], None] | None = None,
 ) -> tuple[list, list[str]]:
     """Denoise files into ``out_dir`` (existing results replaced), one failure not
@@ -164,7 +167,7 @@ def denoise_files(
     Args:
         denoiser: a `Denoiser`, a model name or path, or a function returning a Denoiser
             (called once, so loading errors are reported like file errors).
-        strength, mono, dehum: as in `histdenoise.DenoiseConfig`.
+        strength, mono, dehum, dethump: as in `histdenoise.DenoiseConfig`.
         progress: callback in seconds of audio per file; a tqdm bar when None.
 
     Returns:
@@ -188,7 +191,8 @@ def denoise_files(
     summary = RunSummary(errors=plan.errors + plan.clashes)
     if not plan.clashes:
         todo, _ = pending(plan.files)
-        settings = DenoiseConfig(strength=strength, mono=mono, dehum=dehum)
+        settings = DenoiseConfig(strength=strength, mono=mono, dehum=dehum,
+                                 dethump=dethump)
         run_files(denoiser, todo, settings, summary, overwrite=True,
                   file_progress=_file_bar if progress is None else
                   lambda item, slot: contextlib.nullcontext(progress))

@@ -80,9 +80,10 @@ def evaluate(
     baselines: bool = True,
     progress: bool = True,
     dehum: str = "auto",
+    dethump: str = "auto",
 ) -> tuple[list[dict], dict]:
     """Score ``model`` (anything `histdenoise.Denoiser` takes, run as `Denoiser.denoise`
-    runs it, hum removal ``dehum`` included) and the baselines.
+    runs it, hum and thump removal, ``dehum`` and ``dethump``, included) and the baselines.
 
     Returns:
         ``(rows, info)``: one row per example and method (``method``, ``snr_db``,
@@ -113,8 +114,10 @@ def evaluate(
         pairs.append((it, noisy, clean))
     outputs: dict[str, list[np.ndarray]] = {"input": [p[1] for p in pairs], "model": []}
     for _, noisy, _ in tqdm(pairs, desc="model", disable=not progress):
-        outputs["model"].append(denoiser.denoise(noisy, SAMPLE_RATE, dehum=dehum)[0])
-    info = {"model": denoiser.card.name, "training_overlap": overlap, "dehum": dehum}
+        out = denoiser.denoise(noisy, SAMPLE_RATE, dehum=dehum, dethump=dethump)[0]
+        outputs["model"].append(out)
+    info = {"model": denoiser.card.name, "training_overlap": overlap, "dehum": dehum,
+            "dethump": dethump}
     if baselines:
         best, best_score = None, -np.inf
         for settings in tqdm(NOISEREDUCE_GRID, desc="noisereduce grid", disable=not progress):

@@ -71,11 +71,17 @@ class ThumpEstimate:
         }
 
 
+def _fast(n: int) -> int:
+    """A power of two >= n (numpy's FFT is slow at lengths with large prime factors)."""
+    return 1 << int(np.ceil(np.log2(max(n, 2))))
+
+
 def _lowpass(x: np.ndarray, sample_rate: int) -> np.ndarray:
-    f = np.fft.rfftfreq(len(x), 1.0 / sample_rate)
+    size = _fast(len(x) + int(0.1 * sample_rate))  # zero padding: no wrap-around
+    f = np.fft.rfftfreq(size, 1.0 / sample_rate)
     lo, hi = LOWPASS_HZ
     gain = 0.5 - 0.5 * np.cos(np.pi * np.clip((hi - f) / (hi - lo), 0.0, 1.0))
-    return np.fft.irfft(np.fft.rfft(x) * gain, len(x))
+    return np.fft.irfft(np.fft.rfft(x, size) * gain, size)[: len(x)]
 
 
 def _period(xl: np.ndarray, sample_rate: int) -> int | None:
@@ -91,13 +97,20 @@ def _period(xl: np.ndarray, sample_rate: int) -> int | None:
     return int(lags[np.argmax(ac[lo:hi] / (n - lags))])
 
 
-def _best_shift(segment: np.ndarray, template: np.ndarray, reach: int) -> int:
-    """Circular shift d in [-reach, reach] maximising <roll(template, d), segment>."""
+def _best_shifts(segs: np.ndarray, template: np.ndarray, reach: int) -> np.ndarray:
+    """For each row of ``segs`` (turns, period), the circular shift d in [-reach, reach]
+    maximising <roll(template, d), row>."""
     p = len(template)
-    c = np.fft.irfft(np.fft.rfft(segment) * np.conj(np.fft.rfft(template)), p)
-    cand = np.r_[0 : reach + 1, p - reach : p]
-    d = int(cand[np.argmax(c[cand])])
-    return d if d <= p // 2 else d - p
+    size = _fast(2 * p)
+    # circular correlation from a linear one of the row with the template repeated
+    spec = np.fft.rfft(segs, size, axis=1)
+    tt = np.conj(np.fft.rfft(np.concatenate([template, template]), size))
+    c = np.fft.irfft(spec * tt, size, axis=1)  # c[k] = sum_i row[i] * tt2[i - k]
+    # lag k in [-(p - 1), 0] sits at size + k; rolls d and d - p are the same shift
+    lags = np.r_[0 : reach + 1, -reach:0]
+    index = np.where(lags > 0, size - p + lags, size + lags) % size
+    best = np.argmax(c[:, index], axis=1)
+    return lags[best]
 
 
 def detect_thumps(
@@ -134,7 +147,7 @@ def detect_thumps(
     reach = int(JITTER_SECONDS * sample_rate)
     shifts = np.zeros(turns, int)
     for _ in range(3):
-        shifts = np.array([_best_shift(s, template, reach) for s in segs])
+        shifts = _best_shifts(segs, template, reach)
         template = np.median([np.roll(s, -d) for s, d in zip(segs, shifts, strict=True)], 0)
     # keep the part of the turn where the template has energy, widened by 20 ms
     smooth = max(1, int(0.01 * sample_rate))

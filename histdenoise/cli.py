@@ -531,7 +531,7 @@ def cmd_evaluate(args) -> int:
             print(f"{condition}:\n{format_table(summary, 'all', condition)}")
     print(format_levels(summary))
     if args.update_card:
-        card = update_card(args.model, summary, args.suite)
+        card = update_card(args.model, summary, args.suite, info)
         print(f"metrics written to {card}")
     print(f"results: {paths['table']}, {paths['plot']}")
     return 0

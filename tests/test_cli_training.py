@@ -50,7 +50,8 @@ def test_evaluate_suite_and_update_card(corpus, sentinel, tmp_path, capsys):  # 
     shutil.copytree(sentinel, model)
     out = tmp_path / "eval"
     assert main(["evaluate", str(model), str(corpus), "-o", str(out), "--suite", "harm",
-                 "--no-baselines", "--update-card", "--quiet"]) == 0
+                 "--no-baselines", "--update-card", "--quiet", "--dehum", "off",
+                 "--dethump", "auto"]) == 0
     printed = capsys.readouterr().out
     assert "acoustic:" in printed and "| clean-acoustic |" in printed
     assert "metrics written to" in printed
@@ -58,6 +59,8 @@ def test_evaluate_suite_and_update_card(corpus, sentinel, tmp_path, capsys):  # 
     assert "clean-acoustic" in rows and "hum" not in rows
     metrics = json.loads((model / "model.json").read_text())["metrics"]
     assert any(k.startswith("harm_clean_clean_") for k in metrics)
+    evaluated = json.loads((model / "model.json").read_text())["evaluated_with"]
+    assert evaluated == {"harm": {"dehum": "off", "dethump": "auto"}}
     with pytest.raises(SystemExit):
         main(["evaluate", str(sentinel), str(corpus), "--suite", "nope"])
     assert "--suite" in capsys.readouterr().err

@@ -283,9 +283,13 @@ def card_metrics(summary: list[dict], suite: str) -> dict[str, float]:
     return out
 
 
-def update_card(model: str | Path, summary: list[dict], suite: str) -> Path:
+def update_card(
+    model: str | Path, summary: list[dict], suite: str, info: dict | None = None
+) -> Path:
     """Write `card_metrics` into the ``metrics`` of a native model folder's card (replacing
-    that suite's earlier entries); returns the card's path."""
+    that suite's earlier entries), and under ``evaluated_with[suite]`` the settings the
+    model ran with (``dehum``, ``dethump`` of ``info``, as `evaluate` returns it); returns
+    the card's path."""
     path = Path(model) / CARD_NAME
     if not path.is_file():
         raise HistdenoiseError(f"{model}: --update-card needs a native model folder "
@@ -299,6 +303,10 @@ def update_card(model: str | Path, summary: list[dict], suite: str) -> Path:
     metrics = {k: v for k, v in metrics.items() if not k.startswith(f"{suite}_")}
     metrics.update(card_metrics(summary, suite))
     card["metrics"] = metrics
+    if info is not None:
+        runs = card.get("evaluated_with") or {}
+        runs[suite] = {k: info[k] for k in ("dehum", "dethump") if k in info}
+        card["evaluated_with"] = runs
     tmp = temp_path(path)
     tmp.write_text(json.dumps(card, indent=1), encoding="utf-8")
     tmp.replace(path)

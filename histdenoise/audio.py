@@ -494,9 +494,7 @@ class AtomicWriter:
     """
 
     def __init__(self, path: Path, samplerate: int, channels: int, out: OutputFormat):
-        import soundfile as sf
-
-        from histdenoise.files import os_error_cause, temp_path
+        from histdenoise.files import temp_path
 
         self.path = Path(path)
         self.tmp = temp_path(self.path)
@@ -504,6 +502,15 @@ class AtomicWriter:
         self.frames = 0
         self._done = False
         self._file = None
+        self._shape = (samplerate, channels)
+
+    def _open(self) -> None:
+        """Create the temporary file (by `__enter__`: from then on `__exit__` removes it)."""
+        import soundfile as sf
+
+        from histdenoise.files import os_error_cause
+
+        samplerate, channels = self._shape
         try:
             # created here first, so that the system's reason for a refusal is known
             os.close(os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666))
@@ -512,12 +519,15 @@ class AtomicWriter:
                 "w",
                 samplerate=samplerate,
                 channels=channels,
-                format=out.format,
-                subtype=out.subtype,
+                format=self.out.format,
+                subtype=self.out.subtype,
             )
         except (OSError, sf.SoundFileError) as exc:
             self._discard()
             raise OutputError(f"{self.path}: cannot write: {os_error_cause(exc)}") from None
+        except BaseException:  # an interrupt (SIGTERM, Ctrl-C) while the file was created
+            self._discard()
+            raise
 
     def _fail(self, exc: BaseException) -> OutputError:
         from histdenoise.files import os_error_cause
@@ -573,6 +583,7 @@ class AtomicWriter:
             self.tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> AtomicWriter:
+        self._open()
         return self
 
     def __exit__(self, *exc) -> None:

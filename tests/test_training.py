@@ -319,3 +319,23 @@ def test_recording_chain_band_limits_the_music():
     assert -6 < change[3] < 12  # 800-1600 Hz: kept (resonances may lift it)
     assert np.array_equal(RecordingChain(acoustic=0.0, electrical=0.0).apply(
         x, 44100, np.random.default_rng(1)), x.astype(np.float32))
+
+
+def test_plot_history_joins_stages(tmp_path):
+    """tools/plot_history.py: a later stage's steps continue the earlier one's; a repeated
+    step of a resumed run is dropped; the PNG is written."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    head = "step,train_loss,val_loss,val_si_sdr_improvement_db,minutes\n"
+    (tmp_path / "a.csv").write_text(head + "100,0.5,0.6,1.0,1\n200,0.4,0.5,1.5,2\n")
+    (tmp_path / "b.csv").write_text(head + "50,0.4,0.5,2.0,1\n50,0.4,0.5,2.0,1\n"
+                                    "100,0.3,0.4,2.5,2\n")
+    out = tmp_path / "curve.png"
+    done = subprocess.run([sys.executable, str(REPO / "tools" / "plot_history.py"), str(out),
+                           str(tmp_path / "a.csv"), str(tmp_path / "b.csv")],
+                          capture_output=True, text=True, check=True)
+    assert "4 points, stages start at [0, 200]" in done.stdout
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

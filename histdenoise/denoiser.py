@@ -46,6 +46,9 @@ from histdenoise.registry import DEFAULT_MODEL
 from histdenoise.runner import output_names
 from histdenoise.stft import StftConfig
 
+DETECT_RATE = 4000
+"""Hz at which `Disturbances.find` looks for hum (harmonics up to 1.5 kHz) and thumps."""
+
 Progress = Callable[[float, float], None]
 """Called as ``progress(seconds_done, seconds_total)`` while audio is processed."""
 
@@ -109,11 +112,24 @@ class Disturbances:
 
     @classmethod
     def find(cls, x: np.ndarray, samplerate: int, settings: DenoiseConfig) -> Disturbances:
-        """Look for hum, then (in what is left) thumps, in (channels, samples) ``x``."""
-        hum = detect_hum(x, samplerate, settings.dehum)
+        """Look for hum, then (in what is left) thumps, in (channels, samples) ``x``.
+
+        Both look below 1.5 kHz, so they look at the channels' average resampled to
+        `DETECT_RATE` (a 96-kHz stereo side: 2 minutes of 4-kHz mono, not 23 million
+        samples); the thump found is resampled back for its removal."""
+        if settings.dehum == "off" and settings.dethump == "off":
+            return cls()
+        import soxr
+
+        mono = np.asarray(x, np.float64).mean(axis=0)
+        low = mono
+        if samplerate != DETECT_RATE:
+            low = soxr.resample(mono, samplerate, DETECT_RATE, "HQ")
+        hum = detect_hum(low, DETECT_RATE, settings.dehum)
         if hum is not None and settings.dethump != "off":
-            x = _run_stages([HumRemover(hum, samplerate, x.shape[0])], x)
-        return cls(hum, detect_thumps(x, samplerate, settings.dethump))
+            low = _run_stages([HumRemover(hum, DETECT_RATE, 1)], low[None])[0]
+        thumps = detect_thumps(low, DETECT_RATE, settings.dethump)
+        return cls(hum, thumps.at_rate(samplerate) if thumps else None)
 
     def stages(self, samplerate: int, channels: int) -> list:
         """The streaming removers, in order (hum first)."""

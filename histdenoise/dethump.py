@@ -60,6 +60,19 @@ class ThumpEstimate:
     sample_rate: int
     explained: float
 
+    def at_rate(self, sample_rate: int) -> ThumpEstimate:
+        """The same thump at another sample rate (template resampled with soxr)."""
+        if sample_rate == self.sample_rate:
+            return self
+        import soxr
+
+        ratio = sample_rate / self.sample_rate
+        period = round(self.period * ratio)
+        template = soxr.resample(self.template, self.sample_rate, sample_rate, "HQ")
+        template = np.pad(template, (0, max(0, period - len(template))))[:period]
+        offset = round(self.offset * ratio) % period
+        return ThumpEstimate(period, offset, template, sample_rate, self.explained)
+
     def to_dict(self) -> dict:
         active = np.flatnonzero(self.template)
         return {

@@ -179,6 +179,15 @@ READ_PIECE = 8192
 """Samples per channel decoded per read: a file that stops decoding loses at most this."""
 
 
+def mono_start(x: np.ndarray, sample_rate: int, seconds: float) -> np.ndarray:
+    """The first ``seconds`` of (samples,) or (channels, samples) ``x``, channels averaged,
+    float64 (samples,)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 2:
+        x = x.mean(axis=0)
+    return x[: int(seconds * sample_rate)]
+
+
 def read_blocks(
     info: AudioInfo, block: int, state: ReadState | None = None
 ) -> Iterator[np.ndarray]:

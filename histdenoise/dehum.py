@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from histdenoise.audio import mono_start
+
 DEHUM_MODES = ("auto", "off", "50", "60")
 """``auto``: look for 50- and 60-Hz hum and remove it where found; ``off``; ``50``/``60``:
 look only near that mains frequency, with a lower bar for what counts as present."""
@@ -159,10 +161,7 @@ def detect_hum(
     if mode not in DEHUM_MODES:
         raise ValueError(f"dehum must be one of {DEHUM_MODES}, got {mode!r}")
     cfg = config or HumDetectConfig()
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim == 2:
-        x = x.mean(axis=0)
-    x = x[: int(DETECT_SECONDS * sample_rate)]
+    x = mono_start(x, sample_rate, DETECT_SECONDS)
     if mode == "off" or len(x) < 3 * sample_rate or not np.any(x):
         return None
     spec = _Spectrum(x, sample_rate)

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from histdenoise.audio import mono_start
+from histdenoise.dehum import DETECT_SECONDS
+
 DETHUMP_MODES = ("auto", "off")
 RPM_RANGE = (70.0, 86.0)
 """Turn rates looked for: 78 rpm and transfers up to 10 % off speed."""
@@ -23,8 +26,6 @@ JITTER_SECONDS = 0.004
 """How far a thump may move from one turn to the next, seconds."""
 LOWPASS_HZ = (120.0, 200.0)
 """The template's band: full below the first, none above the second (cosine between)."""
-DETECT_SECONDS = 120.0
-"""Audio looked at by `detect_thumps` (the start of the recording), seconds."""
 
 
 @dataclass(frozen=True)
@@ -144,10 +145,7 @@ def detect_thumps(
     if mode not in DETHUMP_MODES:
         raise ValueError(f"dethump must be one of {DETHUMP_MODES}, got {mode!r}")
     cfg = config or ThumpConfig()
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim == 2:
-        x = x.mean(axis=0)
-    x = x[: int(DETECT_SECONDS * sample_rate)]
+    x = mono_start(x, sample_rate, DETECT_SECONDS)
     if mode == "off" or not np.any(x):
         return None
     xl = _lowpass(x, sample_rate)

@@ -174,6 +174,8 @@ def test_settings_flags_reach_the_report(sentinel, tmp_path):
         ("--batch-size", "0"),
         ("--chunk-frames", "100"),
         ("--chunk-frames", "64"),
+        ("--dehum", "55"),
+        ("--dethump", "yes"),
     ],
 )
 def test_invalid_values_are_refused(flag, value, tmp_path, capsys):

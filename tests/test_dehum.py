@@ -136,9 +136,3 @@ def test_command_reports_the_hum_and_dehum_flag(sentinel, tmp_path):
     report = json.loads((tmp_path / "a_report.json").read_text())
     assert report["settings"]["dehum"] == "off" and report["hum"] is None
 
-
-def test_dehum_flag_is_checked(tmp_path, capsys):
-    with pytest.raises(SystemExit) as e:
-        main(["denoise", str(tmp_path), "--dehum", "55"])
-    assert e.value.code == 2
-    assert "--dehum" in capsys.readouterr().err

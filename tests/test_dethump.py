@@ -94,9 +94,3 @@ def test_denoiser_takes_thumps_out_and_the_report_says_so(identity_model, sentin
     report = json.loads((tmp_path / "t_report.json").read_text())
     assert report["settings"]["dethump"] == "off" and report["thumps"] is None
 
-
-def test_dethump_flag_is_checked(tmp_path, capsys):
-    with pytest.raises(SystemExit) as e:
-        main(["denoise", str(tmp_path), "--dethump", "yes"])
-    assert e.value.code == 2
-    assert "--dethump" in capsys.readouterr().err

@@ -4,11 +4,13 @@
     python benchmarks/backends.py --configs bundled --frames 960 --repeats 9
     python benchmarks/backends.py --onnx old=/path/to/model.onnx    # another graph beside
 
-One forward pass of one chunk (``--frames`` frames, batch 1) through the network, after
-a warm-up call: TensorFlow as `histdenoise.denoiser.Denoiser` runs it (float32), and
-ONNX Runtime on the graph of `histdenoise.onnx_graph` with the session options the
-command uses (`histdenoise.onnx_backend.session_options`), with its default intra-op
-threads and with one. The calls take turns (TF, ORT, ORT 1 thread, TF, ...) ``--repeats``
+One forward pass of ``--batch`` chunks (``--frames`` frames each; batch 1 is a mono file,
+2 the two channels of a stereo one) through the network, after a warm-up call:
+TensorFlow as `histdenoise.denoiser.Denoiser` runs it (float32), and ONNX Runtime on the
+graph of `histdenoise.onnx_graph` three ways: as the command runs it
+(`histdenoise.onnx_backend.OnnxNetwork`: a batch split over single-thread sessions run at
+once), one session with its default intra-op threads, and one session with one thread.
+The calls take turns (TF, ORT, ORT one session, ORT 1 thread, TF, ...) ``--repeats``
 times, so that the load of a shared machine falls on all of them alike; each row is the
 median wall time and the median CPU time (user + system of this process) per call, and
 its ratio to TensorFlow's. Weights: the shipped bundled model; seeded random weights for
@@ -79,21 +81,17 @@ def onnx_file(name: str, native: Path, folder: Path) -> Path:
     from histdenoise.model.loading import load_model
     from histdenoise.model.onnx_graph import build_onnx
 
-    path = folder / f"{name}.onnx"
+    path = native / "model.onnx"  # beside the native card, which OnnxNetwork reads
     loaded = load_model(native)
     onnx.save(build_onnx(loaded.network, loaded.card.config), str(path))
     return path
 
 
-def ort_runner(path: Path, threads: int | None):
-    import onnxruntime as ort
+def ort_runner(path: Path, threads: int | None = None, parallel: int | None = None):
+    from histdenoise.onnx_backend import OnnxNetwork
 
-    from histdenoise.onnx_backend import session_options
-
-    session = ort.InferenceSession(
-        str(path), session_options(threads), providers=["CPUExecutionProvider"]
-    )
-    return lambda x: session.run(None, {"spectrogram": x})[0]
+    return OnnxNetwork(path, providers=["CPUExecutionProvider"], threads=threads,
+                       parallel=parallel)
 
 
 def measure(runners: dict, x: np.ndarray, repeats: int) -> dict[str, tuple[float, float]]:
@@ -113,6 +111,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", default="bundled,paper")
     parser.add_argument("--frames", type=int, default=960, help="frames per chunk")
+    parser.add_argument("--batch", type=int, default=2,
+                        help="chunks per call (2: a stereo file's channels)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--onnx", action="append", default=[], metavar="LABEL=PATH",
                         help="another ONNX graph of the (first) config to time beside")
@@ -121,21 +121,23 @@ def main() -> None:
     from histdenoise.denoiser import Denoiser
 
     print(f"CPU: {cpu_name()}; load average at start {load_average()}")
-    print(f"{args.frames} frames per call, batch 1; medians of {args.repeats} interleaved "
-          "calls; ratio = time / TensorFlow's")
-    x = np.random.default_rng(0).standard_normal((1, args.frames, 1025, 2))
+    print(f"{args.frames} frames per chunk, {args.batch} chunks per call; medians of "
+          f"{args.repeats} interleaved calls; ratio = time / TensorFlow's")
+    x = np.random.default_rng(0).standard_normal((args.batch, args.frames, 1025, 2))
     x = x.astype(np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.configs.split(","):
             native = native_model(name, Path(tmp))
+            graph = onnx_file(name, native, Path(tmp))
             runners = {
                 "tensorflow": Denoiser(native, backend="tensorflow")._fn,
-                "onnxruntime": ort_runner(onnx_file(name, native, Path(tmp)), None),
-                "onnxruntime, 1 thread": ort_runner(onnx_file(name, native, Path(tmp)), 1),
+                "onnxruntime (as the command runs it)": ort_runner(graph),
+                "onnxruntime, one session": ort_runner(graph, parallel=1),
+                "onnxruntime, one session, 1 thread": ort_runner(graph, 1, parallel=1),
             }
             for spec in args.onnx:
                 label, _, path = spec.partition("=")
-                runners[f"onnxruntime, {label}"] = ort_runner(Path(path), None)
+                runners[f"onnxruntime, {label}"] = ort_runner(Path(path))
             expected = np.asarray(runners["tensorflow"](x))  # also the warm-up
             scale = float(np.max(np.abs(expected)))
             errors = {k: float(np.max(np.abs(np.asarray(run(x)) - expected))) / scale

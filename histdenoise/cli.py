@@ -97,7 +97,8 @@ def add_denoise(sub) -> None:
         type=_positive_int,
         default=defaults["batch_size"],
         metavar="N",
-        help="chunks (of one channel) per network call; more is faster on a GPU",
+        help="chunks (of one channel) per network call; more is faster on a GPU (default: "
+        "with ONNX Runtime on the CPU, one per core up to 4, run side by side; else 1)",
     )
     p.add_argument(
         "--chunk-frames",
@@ -391,7 +392,7 @@ def add_build_corpus(sub) -> None:
         type=_positive_int,
         default=40,
         metavar="N",
-        help="score renderings per category (piano, strings, choir)",
+        help="score renderings per category (piano, strings, choir, ensemble)",
     )
     p.add_argument(
         "--no-orchestra", action="store_true", help="leave out the Wesnoth orchestral recordings"

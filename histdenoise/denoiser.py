@@ -193,7 +193,9 @@ class Denoiser:
             `histdenoise.model.export`), a ``.onnx`` file, or ``"bundled"`` (shipped as ONNX
             too; also the default when None).
         batch_size: spectrogram chunks (11 s of one channel each) per network call;
-            more is faster on a GPU and needs more memory.
+            more is faster on a GPU and needs more memory. None (default): with ONNX Runtime
+            on the CPU, as many as it runs side by side (`OnnxNetwork.parallel`: one per
+            core, at most 4), else 1.
         chunk: chunking of the spectrogram (frames per chunk, margin, cross-fade).
         backend: ``"auto"`` (default; see `resolve_backend`: ONNX Runtime for the shipped
             model, which starts in about a second instead of ten), ``"tensorflow"`` or
@@ -223,7 +225,7 @@ class Denoiser:
         self,
         model=None,
         *,
-        batch_size: int = 1,
+        batch_size: int | None = None,
         chunk: ChunkConfig | None = None,
         backend: str = "auto",
         precision: str = "float32",
@@ -270,6 +272,8 @@ class Denoiser:
         self.precision = precision
         self.jit = bool(jit)
         self.stft = self.card.stft if self.card.stft else StftConfig()
+        if batch_size is None:
+            batch_size = onnx_net.parallel if onnx_net is not None else 1
         self.batch_size = max(1, int(batch_size))
         self.chunk = chunk or ChunkConfig()
 

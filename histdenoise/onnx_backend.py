@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +98,12 @@ def default_providers() -> list[str]:
     return [p for p in wanted if p in available] or ["CPUExecutionProvider"]
 
 
+def default_parallel() -> int:
+    """Worker sessions an `OnnxNetwork` runs at once on the CPU: one per core, at most 4
+    (each holds a chunk's activations, about 0.3 GB for the bundled model)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 def session_options(threads: int | None = None):
     """``onnxruntime.SessionOptions`` for the network: errors-only logging, ``threads``
     intra-op threads (onnxruntime's default, one per core, if None), and worker threads
@@ -116,10 +125,21 @@ class OnnxNetwork:
     Calling it maps a (batch, frames, bins, 2) float32 spectrogram (real and imaginary
     parts) to the denoised spectrogram of the same shape, as `histdenoise.engine` expects.
 
+    On the CPU, work that can run side by side does: a call with several spectrograms
+    (chunks, or the channels of a stereo file) is split over up to ``parallel`` worker
+    sessions run at once, each with an equal share of the cores (one thread each on a
+    2-core CPU), and so is a call made while another is in flight (files denoised in
+    parallel); a lone one-spectrogram call runs on the main session with ``threads``
+    threads. The bundled model's layers are small, so one thread per spectrogram wastes
+    less time in synchronisation than several threads on one (`benchmarks/backends.py`).
+    The worker sessions are made on first use.
+
     Args:
         source: an exported ONNX folder (with ``model.onnx``) or a ``.onnx`` file.
         providers: onnxruntime execution providers; `default_providers()` if None.
         threads: intra-op threads; onnxruntime's default (one per physical core) if None.
+        parallel: worker sessions run at once; `default_parallel()` if None, 1 (never
+            split) where a GPU provider is used.
 
     Attributes:
         path: the ``.onnx`` file.
@@ -134,15 +154,15 @@ class OnnxNetwork:
         *,
         providers: list[str] | None = None,
         threads: int | None = None,
+        parallel: int | None = None,
     ):
         import onnxruntime as ort
 
         self.path = find_onnx(source)
+        providers = providers or default_providers()
         try:
             self.session = ort.InferenceSession(
-                str(self.path),
-                sess_options=session_options(threads),
-                providers=providers or default_providers(),
+                str(self.path), sess_options=session_options(threads), providers=providers
             )
         except Exception as exc:
             raise CheckpointError(
@@ -169,6 +189,39 @@ class OnnxNetwork:
                 f"{self.path}: the graph takes {self.bins} frequency bins but the model card's "
                 f"STFT gives {self.card.stft.bins}"
             )
+        cpu_only = self.session.get_providers() == ["CPUExecutionProvider"]
+        self.parallel = max(1, int(parallel or default_parallel())) if cpu_only else 1
+        self._worker_threads = max(1, (os.cpu_count() or 1) // self.parallel)
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._idle: queue.SimpleQueue = queue.SimpleQueue()
+        self._made = 0
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _worker(self):
+        """A worker session, made if fewer than `parallel` exist, else the next one free
+        (waits)."""
+        import onnxruntime as ort
+
+        with self._lock:
+            try:
+                return self._idle.get_nowait()
+            except queue.Empty:
+                make = self._made < self.parallel
+                self._made += make
+        if make:
+            return ort.InferenceSession(
+                str(self.path), sess_options=session_options(self._worker_threads),
+                providers=["CPUExecutionProvider"],
+            )
+        return self._idle.get()
+
+    def _run_worker(self, x: np.ndarray) -> np.ndarray:
+        session = self._worker()
+        try:
+            return session.run([self.output_name], {self.input_name: x})[0]
+        finally:
+            self._idle.put(session)
 
     def _read_card(self, meta: dict[str, str]) -> ModelCard:
         card_file = self.path.with_name(CARD_NAME)
@@ -194,7 +247,24 @@ class OnnxNetwork:
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.ndim != 4 or x.shape[-1] != 2 or (self.bins is not None and x.shape[2] != self.bins):
             raise ValueError(f"expected (batch, frames, {self.bins}, 2) input, got {x.shape}")
-        return self.session.run([self.output_name], {self.input_name: x})[0]
+        with self._lock:
+            self._in_flight += 1
+            alone = self._in_flight == 1
+        try:
+            if self.parallel == 1 or (alone and len(x) == 1):
+                return self.session.run([self.output_name], {self.input_name: x})[0]
+            if len(x) == 1:
+                return self._run_worker(x)
+            if self._pool is None:
+                with self._lock:
+                    self._pool = self._pool or ThreadPoolExecutor(
+                        self.parallel, thread_name_prefix="onnxruntime"
+                    )
+            parts = np.array_split(x, min(len(x), self.parallel))
+            return np.concatenate(list(self._pool.map(self._run_worker, parts)))
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
 
 __all__ = [
@@ -204,6 +274,7 @@ __all__ = [
     "ONNX_NAME",
     "OUTPUT_NAME",
     "OnnxNetwork",
+    "default_parallel",
     "default_providers",
     "find_onnx",
     "session_options",

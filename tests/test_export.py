@@ -80,6 +80,34 @@ def test_onnx_batch_and_frames_are_dynamic(sentinel_onnx, sentinel_model, batch,
     assert rel_error(y, sentinel_model(x)[0]) < TOLERANCE
 
 
+def test_onnx_batches_split_over_worker_sessions_give_the_same_output(sentinel_onnx):
+    from concurrent.futures import ThreadPoolExecutor
+
+    split = OnnxNetwork(sentinel_onnx, parallel=2)
+    whole = OnnxNetwork(sentinel_onnx, parallel=1)
+    assert (split.parallel, whole.parallel) == (2, 1)
+    x = spectrogram(3, 64, seed=5)
+    expected = whole(x)
+    assert whole._made == 0  # one session, never split
+    np.testing.assert_array_equal(split(x), expected)  # parts of 2 and 1 on two sessions
+    assert split._made == 2
+    # calls made at once (files in flight) share the worker sessions, make no more
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(split, [x[i : i + 1] for i in range(3)] * 4))
+    for i, y in enumerate(outs):
+        np.testing.assert_array_equal(y, expected[i % 3 : i % 3 + 1])
+    assert split._made == 2 and split._in_flight == 0
+
+
+def test_denoiser_batch_size_defaults_to_the_onnx_worker_count(sentinel):
+    from histdenoise.denoiser import Denoiser
+    from histdenoise.onnx_backend import default_parallel
+
+    assert Denoiser(backend="onnxruntime").batch_size == default_parallel()
+    assert Denoiser(backend="onnxruntime", batch_size=1).batch_size == 1
+    assert Denoiser(sentinel, backend="tensorflow").batch_size == 1
+
+
 def test_onnx_other_frame_counts_of_the_reference_model(small_onnx, small_model):
     net = OnnxNetwork(small_onnx)
     for batch, frames in ((1, 64), (3, 6)):

@@ -4,7 +4,10 @@ Sources (all offline once installed):
 
 - scores from the ``music21`` corpus (PyPI): Bach chorales and Palestrina masses (choir),
   string quartets of Beethoven, Mozart and Haydn (strings), piano pieces plus chorales and
-  quartets played on keyboard instruments (piano);
+  quartets played on keyboard instruments (piano), chorales and quartets played by a
+  wind, brass and organ ensemble whose bass line is doubled an octave below by two of
+  double bass, tuba, bassoon, organ and cello (ensemble: the bass-heavy timbre the other settings
+  lack);
 - General MIDI soundfonts from Debian: ``fluid-soundfont-gm`` and
   ``musescore-general-soundfont``, played by FluidSynth (``libfluidsynth`` through
   ``pyfluidsynth``, note by note, so that a rendering always ends);
@@ -46,7 +49,7 @@ from histdenoise.training.corpus import (
 
 MAX_MEASURES = 48
 """Longer scores are cut to their first measures before rendering (at most ~3 minutes)."""
-CATEGORIES = ("piano", "strings", "choir", "orchestra")
+CATEGORIES = ("piano", "strings", "choir", "ensemble", "orchestra")
 
 SOUNDFONTS = (
     "/usr/share/sounds/sf2/FluidR3_GM.sf2",
@@ -61,8 +64,12 @@ PROGRAMS = {  # General MIDI programs (0-based) per category
     "piano": (0, 1, 2, 6),  # grand, bright, electric grand, harpsichord
     "strings": (40, 41, 42, 48, 49),  # violin, viola, cello, string ensembles
     "choir": (52, 53, 54),  # choir aahs, voice oohs, synth voice
+    # church organ, trumpet, trombone, horn, oboe, bassoon, clarinet, flute, strings
+    "ensemble": (19, 56, 57, 60, 68, 70, 71, 73, 48),
 }
-TEMPO_BPM = {"piano": (60, 140), "strings": (50, 130), "choir": (45, 100)}
+BASS_PROGRAMS = (43, 58, 70, 19, 42)
+"""Programs of the ensemble's doubled bass line: contrabass, tuba, bassoon, organ, cello."""
+TEMPO_BPM = {"piano": (60, 140), "strings": (50, 130), "choir": (45, 100), "ensemble": (45, 110)}
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,9 @@ def available_soundfonts() -> list[str]:
 
 
 def plan_scores(per_category: int, seed: int = 0) -> list[ScoreJob]:
-    """Choose the scores to render: ``per_category`` renderings for piano, strings, choir."""
+    """Choose the scores to render: ``per_category`` renderings for piano, strings, choir
+    and ensemble (the same pieces of the first three for any ``per_category``, whether the
+    ensemble is rendered or not)."""
     from music21 import corpus
 
     def paths(composer, pattern=""):
@@ -112,6 +121,7 @@ def plan_scores(per_category: int, seed: int = 0) -> list[ScoreJob]:
         "strings": quartets,
         "choir": chorales + palestrina,
         "piano": keyboard + chorales[::3] + quartets[::2],
+        "ensemble": chorales[1::2] + quartets[1::2],
     }
     rng = np.random.default_rng(seed)
     jobs = []
@@ -133,7 +143,9 @@ def score_events(job: ScoreJob) -> tuple[list[tuple[float, float, int, int, int]
 
     Tempo: a random base tempo with a slow random drift (rubato) every 4 beats; timing: each
     note start and end moved by a few milliseconds; loudness: a base level per part and a
-    velocity spread per note; one GM program per part drawn from the category's list.
+    velocity spread per note; one GM program per part drawn from the category's list. An
+    ensemble's lowest part is also played an octave lower (down to MIDI key 24, 32.7 Hz)
+    by two of `BASS_PROGRAMS`, louder than the other parts.
     """
     from music21 import corpus
 
@@ -167,6 +179,18 @@ def score_events(job: ScoreJob) -> tuple[list[tuple[float, float, int, int, int]
                 if t1 > t0 + 0.01:
                     events.append((max(0.0, t0), t1, ch, int(p.midi), vel))
     channel_of = [channels[i % len(channels)] for i in range(len(score.parts))]
+    if job.category == "ensemble" and len(score.parts):
+        doubling = [channels[(len(score.parts) + k) % len(channels)] for k in range(2)]
+        programs += [int(p) for p in rng.choice(BASS_PROGRAMS, size=2, replace=False)]
+        channel_of += doubling
+        base = rng.uniform(90, 120)
+        for n in score.parts[-1].flatten().notes:
+            t0 = q2s(float(n.offset)) + rng.normal(0, 0.006)
+            t1 = q2s(float(n.offset + n.quarterLength)) + rng.normal(0, 0.006)
+            vel = int(np.clip(base + rng.normal(0, 6), 20, 127))
+            key = min(int(p.midi) for p in n.pitches) - 12
+            if t1 > t0 + 0.01 and key >= 24:
+                events += [(max(0.0, t0), t1, ch, key, vel) for ch in doubling]
     return events, {"programs": programs, "channels": channel_of, "tempo_bpm": round(bpm, 1)}
 
 
@@ -273,7 +297,7 @@ class CorpusConfig:
     """What `build_corpus` makes.
 
     Attributes:
-        per_category: score renderings per category (piano, strings, choir).
+        per_category: score renderings per category (piano, strings, choir, ensemble).
         orchestra: include the Wesnoth recordings (if the package is installed).
         seed: seed of the piece choice and humanisation.
         workers: parallel rendering processes.

@@ -15,7 +15,11 @@ writing both outputs and the report included. Inputs, written first:
 
 Models: the shipped ``bundled`` model on both backends (``auto``, the default, runs ONNX
 Runtime for it), and the paper config (random weights; speed does not depend on them) on
-TensorFlow. Per run: wall time, its ratio to the audio's duration (real-time factor), CPU
+TensorFlow. The default command also runs the side with one chunk per call
+(``--batch-size 1``, the default before ONNX Runtime ran chunks side by side) and without
+the classical stages (``--dehum off --dethump off``: what looking for and removing hum
+and thumps costs), and the folder one file at a time (``--jobs 1``). Per run: wall time,
+its ratio to the audio's duration (real-time factor), CPU
 busy (user + system time over wall time and cores: 100 % keeps every core busy) and the
 peak resident memory of the process. The CPU's name and its float32 matrix-multiply
 ceiling (TensorFlow, 4096^3) are measured in the same run, at the start and the end;
@@ -180,6 +184,10 @@ def main() -> None:
             variants = [(m, b, []) for m, b in runs]
             if path.is_dir():  # the default keeps 2 files in flight; one at a time too
                 variants += [(m, b, ["--jobs", "1"]) for m, b in runs if b == "auto"]
+            if "side" in name:
+                variants += [(m, b, extra) for m, b in runs if b == "auto"
+                             for extra in (["--batch-size", "1"],
+                                           ["--dehum", "off", "--dethump", "off"])]
             for model, backend, extra in variants:
                 if any(model == m and backend == b and name.startswith(s) for m, b, s in skip):
                     continue

@@ -450,13 +450,21 @@ class Denoiser:
         block = max(1, int(BLOCK_SECONDS * info.samplerate))
         state = ReadState()
 
+        reader = read_blocks(info, block, state)
+        head: deque[np.ndarray] = deque()  # blocks the detection read, replayed (one decode)
+        found = self._find_in(info, settings, reader, head)
+
         def blocks():
-            for b in read_blocks(info, block, state):
+            while head:
+                yield head.popleft()
+            yield from reader
+
+        def channel_blocks():
+            for b in blocks():
                 if settings.mono and b.shape[0] > 1:
                     b = to_float(b).mean(axis=0, keepdims=True)
                 yield b
 
-        found = self._find_in(info, settings)
         tmp_report = temp_path(rep_path)
         try:
             with (
@@ -464,7 +472,8 @@ class Denoiser:
                 AtomicWriter(rem_path, info.samplerate, channels, out_fmt) as wr,
             ):
                 for xb, yb in self.stream(
-                    blocks(), info.samplerate, channels, info.frames, progress, found=found
+                    channel_blocks(), info.samplerate, channels, info.frames, progress,
+                    found=found,
                 ):
                     target = _apply_strength(xb, yb, settings.strength)
                     d, r, bad = split_exact(xb, target, out_fmt)
@@ -505,14 +514,26 @@ class Denoiser:
             )
         return FileResult(path, den_path, rem_path, rep_path, report, warnings)
 
-    def _find_in(self, info: AudioInfo, settings: DenoiseConfig) -> Disturbances:
-        """`Disturbances.find` on the first `DETECT_SECONDS` of a file (a read of its own),
-        channels averaged (or as ``settings.mono`` downmixes)."""
+    def _find_in(
+        self, info: AudioInfo, settings: DenoiseConfig, reader: Iterator[np.ndarray],
+        head: deque[np.ndarray],
+    ) -> Disturbances:
+        """`Disturbances.find` on the first `DETECT_SECONDS` of a file, channels averaged.
+
+        Args:
+            info: the file.
+            settings: ``dehum`` and ``dethump`` say whether to look.
+            reader: the file's blocks (`read_blocks`), as the denoising reads them; the
+                blocks taken from it are appended to ``head``, to be denoised from there
+                (the start of the file is decoded once).
+            head: receives the blocks read.
+        """
         if settings.dehum == "off" and settings.dethump == "off":
             return Disturbances()
         want = int(DETECT_SECONDS * info.samplerate)
         parts, have = [], 0
-        for b in read_blocks(info, max(1, int(BLOCK_SECONDS * info.samplerate)), ReadState()):
+        for b in reader:
+            head.append(b)
             parts.append(to_float(b).mean(axis=0))
             have += b.shape[1]
             if have >= want:

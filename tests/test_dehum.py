@@ -136,3 +136,23 @@ def test_command_reports_the_hum_and_dehum_flag(sentinel, tmp_path):
     report = json.loads((tmp_path / "a_report.json").read_text())
     assert report["settings"]["dehum"] == "off" and report["hum"] is None
 
+
+
+def test_a_file_is_decoded_once_and_denoised_as_its_samples_are(identity_model, tmp_path,
+                                                                 monkeypatch):
+    import histdenoise.denoiser as dn
+    from histdenoise.engine import ChunkConfig
+
+    opened = []
+    read_blocks = dn.read_blocks
+    monkeypatch.setattr(dn, "read_blocks", lambda *a, **k: opened.append(1) or read_blocks(*a, **k))
+    clean = music(7.0, 7)
+    noisy = (0.5 * at_snr(clean, hum(len(clean), 50.0), 6.0)).astype(np.float32)
+    sf.write(tmp_path / "a.wav", np.stack([noisy, 0.8 * noisy], axis=1), SR, "FLOAT")
+    d = dn.Denoiser(identity_model, chunk=ChunkConfig(frames=192))
+    result = d.denoise_file(tmp_path / "a.wav")
+    assert len(opened) == 1  # the detection's blocks are the ones denoised
+    assert result.report["hum"] is not None
+    den_file = sf.read(result.denoised, dtype="float32")[0]
+    den, _ = d.denoise(np.stack([noisy, 0.8 * noisy], axis=1), SR)
+    assert den_file.shape == den.shape and np.max(np.abs(den_file - den)) < 1e-6

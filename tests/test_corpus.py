@@ -34,7 +34,10 @@ def test_split_is_by_piece_and_stable():
     for j in jobs:
         by_source.setdefault(j.source, set()).add(j.split)
     assert all(len(s) == 1 for s in by_source.values())  # every rendering of a score: one split
-    assert {j.category for j in jobs} == {"piano", "strings", "choir"}
+    assert {j.category for j in jobs} == {"piano", "strings", "choir", "ensemble"}
+    # adding the ensemble left the other categories' plan as it was
+    assert [j.piece for j in jobs if j.category == "choir"] == [
+        j.piece for j in render.plan_scores(6) if j.category == "choir"]
 
 
 def test_humanised_events_are_seeded():
@@ -46,11 +49,25 @@ def test_humanised_events_are_seeded():
     assert all(int(p) in render.PROGRAMS["choir"] for p in info["programs"])
 
 
+def test_the_ensemble_doubles_its_bass_line_an_octave_down():
+    job = next(j for j in render.plan_scores(6) if j.category == "ensemble")
+    events, info = render.score_events(job)
+    *parts, bass_a, bass_b = info["channels"]
+    assert len(info["programs"]) == len(parts) + 2
+    assert all(int(p) in render.PROGRAMS["ensemble"] for p in info["programs"][:-2])
+    assert {*info["programs"][-2:]} <= set(render.BASS_PROGRAMS)
+    assert info["programs"][-2] != info["programs"][-1]
+    lowest_part = min(k for _, _, ch, k, _ in events if ch in parts)
+    doubled = [k for _, _, ch, k, _ in events if ch == bass_a]
+    assert doubled == [k for _, _, ch, k, _ in events if ch == bass_b]
+    assert min(doubled) == lowest_part - 12 and min(doubled) >= 24
+
+
 @needs_synth
 def test_build_small_corpus_and_resume(tmp_path):
     cfg = render.CorpusConfig(per_category=1, orchestra=False, workers=1)
     rows = render.build_corpus(tmp_path, cfg, progress=False)
-    assert sorted(r["category"] for r in rows) == ["choir", "piano", "strings"]
+    assert sorted(r["category"] for r in rows) == ["choir", "ensemble", "piano", "strings"]
     for r in rows:
         x, sr = sf.read(tmp_path / r["file"])
         assert sr == 44100 and x.ndim == 1
@@ -62,7 +79,7 @@ def test_build_small_corpus_and_resume(tmp_path):
     render.build_corpus(tmp_path, cfg, progress=False)  # resumes: nothing re-rendered
     assert (tmp_path / rows[0]["file"]).stat().st_mtime_ns == stamp
     listed = corpus.read_corpus(tmp_path)
-    assert len(listed) == 3
+    assert len(listed) == 4
 
 
 

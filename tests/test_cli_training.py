@@ -82,9 +82,9 @@ def test_build_corpus_flags(tmp_path, capsys):
     assert main(["build-corpus", str(tmp_path / "c"), "--per-category", "1", "--no-orchestra",
                  "--seed", "3", "--workers", "1", "--max-seconds", "4", "--spread-splits",
                  "--quiet"]) == 0
-    assert "3 pieces" in capsys.readouterr().out
+    assert "4 pieces" in capsys.readouterr().out  # piano, strings, choir, ensemble
     rows = read_corpus(tmp_path / "c")
-    assert sorted(r["split"] for r in rows) == ["train", "train", "validation"]  # dealt in turn
+    assert sorted(r["split"] for r in rows) == ["test", "train", "train", "validation"]  # in turn
     assert all(0 < float(r["seconds"]) <= 4.0 for r in rows)
 
 

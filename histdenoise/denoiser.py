@@ -454,16 +454,16 @@ class Denoiser:
         head: deque[np.ndarray] = deque()  # blocks the detection read, replayed (one decode)
         found = self._find_in(info, settings, reader, head)
 
+        def downmixed(b: np.ndarray) -> np.ndarray:
+            if settings.mono and b.shape[0] > 1:
+                return to_float(b).mean(axis=0, keepdims=True)
+            return b
+
         def blocks():
             while head:
-                yield head.popleft()
-            yield from reader
-
-        def channel_blocks():
-            for b in blocks():
-                if settings.mono and b.shape[0] > 1:
-                    b = to_float(b).mean(axis=0, keepdims=True)
-                yield b
+                yield downmixed(head.popleft())
+            for b in reader:
+                yield downmixed(b)
 
         tmp_report = temp_path(rep_path)
         try:
@@ -472,8 +472,7 @@ class Denoiser:
                 AtomicWriter(rem_path, info.samplerate, channels, out_fmt) as wr,
             ):
                 for xb, yb in self.stream(
-                    channel_blocks(), info.samplerate, channels, info.frames, progress,
-                    found=found,
+                    blocks(), info.samplerate, channels, info.frames, progress, found=found
                 ):
                     target = _apply_strength(xb, yb, settings.strength)
                     d, r, bad = split_exact(xb, target, out_fmt)

@@ -196,7 +196,10 @@ class OnnxNetwork:
         self._in_flight = 0
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
         self._made = 0
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool = (  # its threads start on first use
+            ThreadPoolExecutor(self.parallel, thread_name_prefix="onnxruntime")
+            if self.parallel > 1 else None
+        )
 
     def _worker(self):
         """A worker session, made if fewer than `parallel` exist, else the next one free
@@ -255,11 +258,6 @@ class OnnxNetwork:
                 return self.session.run([self.output_name], {self.input_name: x})[0]
             if len(x) == 1:
                 return self._run_worker(x)
-            if self._pool is None:
-                with self._lock:
-                    self._pool = self._pool or ThreadPoolExecutor(
-                        self.parallel, thread_name_prefix="onnxruntime"
-                    )
             parts = np.array_split(x, min(len(x), self.parallel))
             return np.concatenate(list(self._pool.map(self._run_worker, parts)))
         finally:

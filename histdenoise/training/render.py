@@ -6,8 +6,8 @@ Sources (all offline once installed):
   string quartets of Beethoven, Mozart and Haydn (strings), piano pieces plus chorales and
   quartets played on keyboard instruments (piano), chorales and quartets played by a
   wind, brass and organ ensemble whose bass line is doubled an octave below by two of
-  double bass, tuba, bassoon, organ and cello (ensemble: the bass-heavy timbre the other settings
-  lack);
+  double bass, tuba, bassoon, organ and cello (ensemble: the bass-heavy timbre the other
+  settings lack);
 - General MIDI soundfonts from Debian: ``fluid-soundfont-gm`` and
   ``musescore-general-soundfont``, played by FluidSynth (``libfluidsynth`` through
   ``pyfluidsynth``, note by note, so that a rendering always ends);

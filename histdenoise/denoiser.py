@@ -282,6 +282,13 @@ class Denoiser:
         """The model's sample rate, Hz."""
         return self.stft.sample_rate
 
+    def shared(self, callers: int) -> contextlib.AbstractContextManager:
+        """A block in which ``callers`` threads denoise files with this denoiser at once,
+        so that its network shares the cores between them (`OnnxNetwork.shared`; nothing
+        to do with TensorFlow, whose one thread pool already serves every caller)."""
+        share = getattr(self.model, "shared", None)
+        return share(callers) if share is not None else contextlib.nullcontext()
+
     # ------------------------------------------------------------------ streaming core
     def stream(
         self,

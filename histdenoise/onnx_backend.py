@@ -17,6 +17,7 @@ Runtime core: must not import TensorFlow, Keras, or histdenoise.model, .training
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -196,6 +197,7 @@ class OnnxNetwork:
         self._in_flight = 0
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
         self._made = 0
+        self._callers = 0
         self._pool = (  # its threads start on first use
             ThreadPoolExecutor(self.parallel, thread_name_prefix="onnxruntime")
             if self.parallel > 1 else None
@@ -240,6 +242,23 @@ class OnnxNetwork:
             f"{self.path}: no model card (neither metadata '{CARD_KEY}' nor {CARD_NAME} beside it)"
         )
 
+    @contextlib.contextmanager
+    def shared(self, callers: int):
+        """Within this block ``callers`` threads may call the network at once (files
+        denoised side by side): every call then runs on a worker session, a lone
+        one-spectrogram call included. Otherwise such a call, made while the other caller
+        happens to be between calls, takes the main session's threads on top of the
+        workers' (3 threads on 2 cores). Blocks may nest; ``callers`` <= 1 changes nothing.
+        """
+        many = callers > 1 and self.parallel > 1
+        with self._lock:
+            self._callers += many
+        try:
+            yield self
+        finally:
+            with self._lock:
+                self._callers -= many
+
     @property
     def providers(self) -> list[str]:
         """Execution providers the session uses, in order of preference."""
@@ -252,7 +271,7 @@ class OnnxNetwork:
             raise ValueError(f"expected (batch, frames, {self.bins}, 2) input, got {x.shape}")
         with self._lock:
             self._in_flight += 1
-            alone = self._in_flight == 1
+            alone = self._in_flight == 1 and not self._callers
         try:
             if self.parallel == 1 or (alone and len(x) == 1):
                 return self.session.run([self.output_name], {self.input_name: x})[0]

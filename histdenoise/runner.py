@@ -394,7 +394,8 @@ def run_files(
             with lock:
                 slots.append(row)
 
-    with ThreadPoolExecutor(workers) as pool:
+    share = getattr(denoiser, "shared", None)
+    with share(workers) if share else contextlib.nullcontext(), ThreadPoolExecutor(workers) as pool:
         for outcome in pool.map(in_slot, files):
             account(outcome)
     return summary

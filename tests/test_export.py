@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -97,6 +98,48 @@ def test_onnx_batches_split_over_worker_sessions_give_the_same_output(sentinel_o
     for i, y in enumerate(outs):
         np.testing.assert_array_equal(y, expected[i % 3 : i % 3 + 1])
     assert split._made == 2 and split._in_flight == 0
+
+
+def test_onnx_shared_by_several_callers_runs_lone_calls_on_worker_sessions(sentinel_onnx):
+    net = OnnxNetwork(sentinel_onnx, parallel=2)
+    x = spectrogram(1, 64, seed=6)
+    expected = net(x)
+    assert net._made == 0  # a lone one-spectrogram call: the main session
+    with net.shared(2), net.shared(1):  # files in flight: a worker session (1 thread)
+        np.testing.assert_array_equal(net(x), expected)
+        assert net._made == 1 and net._worker_threads == max(1, (os.cpu_count() or 1) // 2)
+    assert net._callers == 0
+    net(x)
+    assert net._made == 1  # back on the main session
+    alone = OnnxNetwork(sentinel_onnx, parallel=1)
+    with alone.shared(3):  # nothing to share: one session
+        alone(x)
+    assert alone._made == 0
+
+
+def test_files_in_flight_share_the_denoisers_network(sentinel_onnx, tmp_path):
+    import soundfile as sf
+
+    from histdenoise.denoiser import DenoiseConfig, Denoiser
+    from histdenoise.runner import RunSummary, collect, plan_run, run_files
+
+    d = Denoiser(sentinel_onnx, backend="onnxruntime", batch_size=1)
+    d.model.parallel = 2  # as on a 2-core CPU, whatever this one has
+    d.model._worker_threads = 1
+    main_calls = []
+    main_run = d.model.session.run
+    d.model.session.run = lambda *a: main_calls.append(1) or main_run(*a)  # counts calls
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        sf.write(tmp_path / f"f{i}.wav", 0.1 * rng.standard_normal(4000), 16000)
+    jobs, _ = collect([tmp_path])
+    plan = plan_run(jobs, tmp_path / "out")
+    assert len(plan.files) == 3
+    summary = run_files(d, plan.files, DenoiseConfig(dehum="off", dethump="off"), RunSummary(),
+                        workers=2)
+    assert len(summary.results) == 3 and not summary.errors
+    # every call went to the 1-thread worker sessions, none to the all-core main one
+    assert not main_calls and d.model._made >= 1 and d.model._callers == 0
 
 
 def test_denoiser_batch_size_defaults_to_the_onnx_worker_count(sentinel):

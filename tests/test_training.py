@@ -58,6 +58,21 @@ def test_examples_follow_the_split_and_the_mixing(corpus):
     np.testing.assert_array_equal(again.example(snr_db=6.0)[0], noisy)
 
 
+def test_examples_use_the_data_configs_degradations(corpus):
+    from histdenoise.training.degradations import NOISE_TYPES, Hum
+
+    silent = DegradationConfig.from_dict({"probability": dict.fromkeys(NOISE_TYPES, 0.0)})
+    data = DataConfig(corpus=[str(corpus)], segment_frames=256, degradations=silent)
+    assert not np.any(ExampleSource(data, "train", seed=1).noise_segment())
+    hum = DegradationConfig.only("hum")
+    hum.hum = Hum(mains_hz=(60.0,), harmonics=(2, 2))
+    data = DataConfig(corpus=[str(corpus)], segment_frames=256, degradations=hum)
+    noise = ExampleSource(data, "train", seed=1).noise_segment()
+    spectrum = np.abs(np.fft.rfft(noise))
+    peak_hz = np.argmax(spectrum) * 44100 / noise.size
+    assert peak_hz == pytest.approx(60.0, abs=0.7)  # 60 Hz only, as configured
+
+
 def test_batches_are_the_same_from_worker_processes(corpus):
     data = DataConfig(corpus=[str(corpus)], segment_frames=16, cache_audio=True,
                       single_noise_fraction=0.5, clean_fraction=0.3,

@@ -147,7 +147,7 @@ class ExampleSource:
         self.stft = stft_cfg or StftConfig()
         self.split = split
         self.rng = np.random.default_rng(seed)
-        self.degradations = degradations or DegradationConfig()
+        self.degradations = degradations or config.degradations
         self.length = segment_samples(config.segment_frames, self.stft)
         self.pieces = []
         for root in config.corpus:

@@ -141,6 +141,52 @@ def card_params(config):
     return count_parameters(config)
 
 
+def test_guard_set_and_keep_best(tmp_path):
+    from histdenoise.training.trainer import read_history
+
+    root = tiny_corpus(tmp_path / "corpus")
+    rows = (root / "corpus.csv").read_text().splitlines()
+    t = np.arange(44100 * 4) / 44100
+    for i in range(2):  # a held-out category: bass notes in the train split
+        path = root / "train" / "organ" / f"o{i}.flac"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, 0.3 * np.sin(2 * np.pi * (55 + 30 * i) * t), 44100)
+        rows.append(f"{path.relative_to(root).as_posix()},o{i},organ,train")
+    (root / "corpus.csv").write_text("\n".join(rows) + "\n")
+    cfg = config(root, tmp_path / "run", steps=6, validate_every=2, validation_examples=2,
+                 guard_categories=["organ"], keep_best="guard_si_sdr_improvement_db")
+    cfg.data.exclude_categories = ["organ"]
+    trainer = Trainer(cfg, progress=False)
+    try:
+        assert {c for _, _, c in trainer.guard} == {"organ"}
+        assert {c for _, c in trainer.train_source.pieces} == {"piano"}
+        result = trainer.run()
+        history = read_history(cfg.run_dir)
+        assert result["finished"] and len(history) == 3
+        for row in history:
+            assert np.isfinite(row["guard_si_sdr_improvement_db"])
+            assert -60 < row["guard_low_band_db"] < 20
+        best = max(history, key=lambda r: r["guard_si_sdr_improvement_db"])
+        assert trainer.best()["step"] == best["step"]
+        model = trainer.export()
+    finally:
+        trainer.close()
+    card = json.loads((model / "model.json").read_text())
+    assert card["training"]["exported_step"] == best["step"]
+    from histdenoise.model.loading import load_model
+
+    exported = load_model(model).network.get_weights()
+    kept = Trainer(cfg, progress=False)  # resumes the last step's weights
+    kept.close()
+    kept.model.load_weights(tmp_path / "run" / "best.weights.h5")
+    for a, b in zip(exported, kept.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    from histdenoise.errors import HistdenoiseError
+
+    with pytest.raises(HistdenoiseError, match="keep_best must be one of"):
+        Trainer(config(root, tmp_path / "x", keep_best="guard_si_sdr_improvement_db"))
+
+
 def test_resume_restores_weights_and_optimizer(corpus, tmp_path):
     import numpy as np
 

@@ -3,8 +3,9 @@
 ``histdenoise train CONFIG.json`` runs `train` with a `TrainConfig` read from JSON. A run
 folder holds ``ckpt/`` (weights, optimiser state and step, written atomically; resumed
 automatically, also under another Keras backend), ``logs/`` (TensorBoard, where
-TensorFlow is installed), ``history.csv`` (loss and validation per interval) and, at the
-end, ``model/`` (the native checkpoint with its model card).
+TensorFlow is installed), ``history.csv`` (loss and validation per interval), with
+``keep_best`` ``best.weights.h5`` and ``best.json`` (the best validation's weights and
+figures) and, at the end, ``model/`` (the native checkpoint with its model card).
 
 The step is Keras's own ``fit`` on the backend that ``KERAS_BACKEND`` names (TensorFlow,
 JAX or PyTorch); the network uses only ``keras.ops``, so the same weights give the same
@@ -76,6 +77,17 @@ class TrainConfig:
         workers: processes making training batches ahead (0: in the training process).
         init_from: start from this model's weights (registry name or path; fine-tuning,
             or continuing a run whose checkpoint folder is gone) instead of random ones.
+        guard_categories: corpus categories held out of training (``data``'s
+            ``exclude_categories``) whose ``train``-split pieces, which no run trains on
+            and no test set holds, make a second fixed validation set of
+            ``validation_examples`` noisy pairs. It shows a run starting to treat music it
+            never saw as noise: history columns ``guard_si_sdr_improvement_db`` and
+            ``guard_low_band_db`` (the output's level in 20-200 Hz against the clean
+            music's, dB; below 0 when bass is removed).
+        keep_best: ``""``, or the history column (``val_si_sdr_improvement_db`` or
+            ``guard_si_sdr_improvement_db``) whose best validation's weights are kept in
+            ``best.weights.h5`` (step and figures in ``best.json``) and exported instead
+            of the last step's.
         description, licence: for the model card.
     """
 
@@ -98,6 +110,8 @@ class TrainConfig:
     seed: int = 0
     workers: int = 0
     init_from: str = ""
+    guard_categories: list[str] = field(default_factory=list)
+    keep_best: str = ""
     description: str = ""
     licence: str = "MIT"
 
@@ -197,6 +211,10 @@ def spectrogram_loss(clean: np.ndarray, stage2: np.ndarray, stage1: np.ndarray) 
 
 
 POLICIES = {"": None, "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+BEST_WEIGHTS = "best.weights.h5"
+"""The ``keep_best`` weights in a run folder."""
+BEST_RECORD = "best.json"
+"""The history row of the ``keep_best`` weights."""
 
 
 class Trainer:
@@ -212,6 +230,12 @@ class Trainer:
             raise HistdenoiseError(
                 f"mixed_precision must be float16 or bfloat16, got {config.mixed_precision!r}"
             )
+        best_columns = ("val_si_sdr_improvement_db", "guard_si_sdr_improvement_db")
+        if config.keep_best and config.keep_best not in best_columns[: 1 + bool(
+                config.guard_categories)]:
+            raise HistdenoiseError(
+                f"keep_best must be one of {', '.join(best_columns)} (the second needs "
+                f"guard_categories), got {config.keep_best!r}")
         self.config = config
         self.progress = progress
         self.run_dir = Path(config.run_dir)
@@ -226,6 +250,12 @@ class Trainer:
             replace(config.data, clean_fraction=0.0), "validation", config.validation_examples,
             seed=config.seed + 12345,
         )
+        self.guard = []
+        if config.guard_categories:
+            guard = replace(config.data, clean_fraction=0.0, exclude_categories=[],
+                            categories=list(config.guard_categories))
+            self.guard = fixed_examples(guard, "train", config.validation_examples,
+                                        seed=config.seed + 23456)
         import keras
 
         self.backend = keras.backend.backend()
@@ -312,15 +342,28 @@ class Trainer:
 
     # ----------------------------------------------------------------- training
     def validate(self) -> dict[str, float]:
-        """Validation loss and SI-SDR improvement (dB) on the fixed validation pairs."""
+        """Validation loss and SI-SDR improvement (dB) on the fixed validation pairs; with
+        ``guard_categories`` the guard set's SI-SDR improvement and 20-200 Hz level (dB)."""
+        loss, gain, _ = self._score(self.validation)
+        row = {"val_loss": loss, "val_si_sdr_improvement_db": gain}
+        if self.guard:
+            _, gain, low = self._score(self.guard)
+            row |= {"guard_si_sdr_improvement_db": gain, "guard_low_band_db": low}
+        return row
+
+    def _score(self, examples: list) -> tuple[float, float, float]:
+        """Mean loss, SI-SDR improvement (dB) and 20-200 Hz level of the output against
+        the clean music's (dB) over (noisy, clean, category) waveform pairs."""
         from keras import ops
 
         from histdenoise.metrics import si_sdr_db
         from histdenoise.stft import from_channels, istft, stft, to_channels
 
         cfg = self.train_source.stft
-        losses, gains = [], []
-        for noisy, clean, _ in self.validation:
+        hz = np.arange(cfg.bins) * cfg.sample_rate / cfg.n_fft
+        low = (hz >= 20) & (hz <= 200)
+        losses, gains, levels = [], [], []
+        for noisy, clean, _ in examples:
             x = to_channels(stft(noisy, cfg))[None]
             y = to_channels(stft(clean, cfg))[None]
             s2, s1 = (ops.convert_to_numpy(o) for o in self.model.predict_on_batch(x))
@@ -330,10 +373,34 @@ class Trainer:
             nin = istft(from_channels(x[0]), cfg)
             inner = slice(cfg.n_fft, len(ref) - cfg.n_fft)
             gains.append(si_sdr_db(est[inner], ref[inner]) - si_sdr_db(nin[inner], ref[inner]))
-        return {
-            "val_loss": float(np.mean(losses)),
-            "val_si_sdr_improvement_db": float(np.mean(gains)),
-        }
+            ref_low = float(np.sum(np.square(y[0][:, low])))
+            if ref_low > 1e-9:
+                levels.append(10 * np.log10(np.sum(np.square(s2[0][:, low])) / ref_low + 1e-12))
+        return (float(np.mean(losses)), float(np.mean(gains)),
+                float(np.mean(levels)) if levels else float("nan"))
+
+    def _keep_if_best(self, row: dict) -> None:
+        """With ``keep_best``: keep this validation's weights if its figure is the best
+        yet (``best.weights.h5`` and ``best.json``, each replaced atomically)."""
+        column = self.config.keep_best
+        if not column or not np.isfinite(row.get(column, np.nan)):
+            return
+        best = self.best()
+        if best is not None and best[column] >= row[column]:
+            return
+        tmp = self.run_dir / "best.new.weights.h5"
+        self.model.save_weights(tmp)
+        os.replace(tmp, self.run_dir / BEST_WEIGHTS)
+        record = self.run_dir / "best.new.json"
+        record.write_text(json.dumps(row, indent=1))
+        os.replace(record, self.run_dir / BEST_RECORD)
+
+    def best(self) -> dict | None:
+        """The history row of the kept best weights (``keep_best``), or None."""
+        path = self.run_dir / BEST_RECORD
+        if not (path.is_file() and (self.run_dir / BEST_WEIGHTS).is_file()):
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
 
     def _fit(self, first: int, count: int, bar, deadline: float) -> list[float]:
         """``count`` optimiser steps from step ``first`` with Keras's ``fit``; returns the
@@ -393,6 +460,7 @@ class Trainer:
                     "minutes": round((time.monotonic() - start_time) / 60, 2),
                 }
                 self.save()
+                self._keep_if_best(last)
                 _append_row(history, last)
                 _log_scalars(self.run_dir / "logs", last)
                 bar.write(json.dumps(last))
@@ -416,7 +484,14 @@ class Trainer:
         # A fresh float32 network: the trained one is compiled (its weights file would
         # carry the optimiser state, three times the size) and may be mixed precision.
         model = build_network(self.config.network, dtype="float32")
-        model.set_weights(self.model.get_weights())
+        best = self.best() if self.config.keep_best else None
+        if best is not None:
+            trained = build_network(self.config.network,
+                                    dtype=POLICIES[self.config.mixed_precision])
+            trained.load_weights(self.run_dir / BEST_WEIGHTS)
+            model.set_weights(trained.get_weights())
+        else:
+            model.set_weights(self.model.get_weights())
         card = ModelCard(
             name=self.config.name,
             config=self.config.network,
@@ -426,6 +501,7 @@ class Trainer:
             training={
                 **self.config.to_dict(),
                 "steps_done": self.step,
+                **({"exported_step": int(best["step"])} if best is not None else {}),
                 "backend": self.backend,
                 "train_pieces": len(self.train_source.pieces),
             },
@@ -477,9 +553,10 @@ def train(config: TrainConfig, progress: bool = True) -> tuple[dict, Path | None
         result = trainer.run()
     finally:
         trainer.close()
-    path = (
-        trainer.export(metrics={k: v for k, v in result.items() if k.startswith("val_")})
-        if result.get("finished")
-        else None
-    )
+    path = None
+    if result.get("finished"):
+        best = trainer.best() if config.keep_best else None
+        row = best if best is not None else result
+        path = trainer.export(metrics={k: v for k, v in row.items()
+                                       if k.startswith(("val_", "guard_"))})
     return result, path

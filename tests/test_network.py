@@ -98,6 +98,20 @@ def test_symmetric_pad_matches_numpy_for_any_size(size, k):
     np.testing.assert_array_equal(np.asarray(symmetric_pad(x, k)), expected)
 
 
+def test_symmetric_pad_with_frames_known_only_at_run_time():
+    import tensorflow as tf
+
+    for k in (3, 4, 7):
+        before, after = k // 2, k // 2 - (1 - k % 2)
+        pad = tf.function(lambda x, k=k: symmetric_pad(x, k),
+                          input_signature=[tf.TensorSpec([None, None, 9, 2], tf.float32)])
+        for size in (1, 2, 3, 4, 8):  # both branches: shorter and longer than the padding
+            x = np.arange(size * 9 * 2, dtype="float32").reshape(1, size, 9, 2)
+            expected = np.pad(x, [(0, 0), (before, after), (before, after), (0, 0)],
+                              mode="symmetric")
+            np.testing.assert_array_equal(pad(x).numpy(), expected)
+
+
 def test_frequency_encoding_values():
     enc = frequency_encoding(10)
     assert enc.shape == (1025, 10)

@@ -486,11 +486,12 @@ def add_evaluate(sub) -> None:
     p.add_argument("model", help="registry name or checkpoint path")
     p.add_argument("testset", type=Path, help="test set folder, or corpus folder")
     p.add_argument("-o", "--out", type=Path, default=Path("evaluation"), help="results folder")
-    p.add_argument("--suite", choices=sorted(SUITE_NAMES), default="test",
-                   help="with a corpus folder: which test set to make (test: its test split "
-                   "under the training noise; types: each disturbance alone at 6 dB; harm: "
-                   "clean and acoustic-era music; heldout: the orchestral recordings under "
-                   "held-out noise settings)")
+    p.add_argument("--suite", choices=sorted(SUITE_NAMES), default=None,
+                   help="with a corpus folder: which test set to make (default test: its test "
+                   "split under the training noise; types: each disturbance alone at 6 dB; "
+                   "harm: clean and acoustic-era music; heldout: the orchestral recordings "
+                   "under held-out noise settings); with a test set folder: which suite it "
+                   "is, the name of its card metrics (needed with --update-card)")
     p.add_argument("--no-baselines", action="store_true", help="skip noisereduce")
     p.add_argument("--dehum", choices=DEHUM_MODES, default=DenoiseConfig().dehum,
                    help="the denoiser's hum removal, as in `denoise` (off: the network alone)")
@@ -517,10 +518,16 @@ def cmd_evaluate(args) -> int:
     )
     from histdenoise.training.testsets import SUITES, build_testset
 
-    testset = args.testset
+    testset, suite = args.testset, args.suite
     if not (testset / "testset.csv").is_file() and (testset / "corpus.csv").is_file():
-        build_testset([str(testset)], args.out / "testset", SUITES[args.suite])
+        suite = suite or "test"
+        build_testset([str(testset)], args.out / "testset", SUITES[suite])
         testset = args.out / "testset"
+    elif args.update_card and suite is None:
+        raise HistdenoiseError(
+            f"{testset}: a built test set does not say which suite it is; name it with "
+            f"--suite ({', '.join(SUITE_NAMES)}) so that --update-card files its metrics "
+            "under that name")
     rows, info = evaluate(
         args.model, testset, baselines=not args.no_baselines, progress=not args.quiet,
         dehum=args.dehum, dethump=args.dethump,
@@ -532,7 +539,7 @@ def cmd_evaluate(args) -> int:
             print(f"{condition}:\n{format_table(summary, 'all', condition)}")
     print(format_levels(summary))
     if args.update_card:
-        card = update_card(args.model, summary, args.suite, info)
+        card = update_card(args.model, summary, suite, info)
         print(f"metrics written to {card}")
     print(f"results: {paths['table']}, {paths['plot']}")
     return 0

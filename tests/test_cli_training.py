@@ -61,6 +61,16 @@ def test_evaluate_suite_and_update_card(corpus, sentinel, tmp_path, capsys):  # 
     assert any(k.startswith("harm_clean_clean_") for k in metrics)
     evaluated = json.loads((model / "model.json").read_text())["evaluated_with"]
     assert evaluated == {"harm": {"dehum": "off", "dethump": "auto"}}
+    # a built test set: --update-card needs its suite named, and files the metrics under it
+    built = ["evaluate", str(model), str(out / "testset"), "-o", str(tmp_path / "again"),
+             "--no-baselines", "--update-card", "--quiet", "--dehum", "off"]
+    assert main(built) == 1
+    err = capsys.readouterr().err
+    assert str(out / "testset") in err and "--suite" in err and len(err.splitlines()) == 1
+    assert main([*built, "--suite", "types"]) == 0
+    metrics = json.loads((model / "model.json").read_text())["metrics"]
+    assert any(k.startswith("types_clean_clean_") for k in metrics)
+    assert any(k.startswith("harm_clean_clean_") for k in metrics)  # kept
     with pytest.raises(SystemExit):
         main(["evaluate", str(sentinel), str(corpus), "--suite", "nope"])
     assert "--suite" in capsys.readouterr().err

@@ -400,3 +400,16 @@ def test_plot_history_joins_stages(tmp_path):
                           capture_output=True, text=True, check=True)
     assert "4 points, stages start at [0, 200]" in done.stdout
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_history_draws_the_guard_set_where_recorded():
+    from histdenoise.notebook.plotting import plot_history
+
+    rows = [{"step": 100, "train_loss": 0.5, "val_loss": 0.6, "val_si_sdr_improvement_db": 1.0},
+            {"step": 200, "train_loss": 0.4, "val_loss": 0.5, "val_si_sdr_improvement_db": 1.5,
+             "guard_si_sdr_improvement_db": 2.5}]
+    right = plot_history(rows).axes[1]
+    assert [line.get_label() for line in right.get_lines()] == ["validation",
+                                                               "guard set (held out)"]
+    assert list(right.get_lines()[1].get_xdata()) == [200]
+    assert len(plot_history(rows[:1]).axes[1].get_lines()) == 1

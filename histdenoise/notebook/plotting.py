@@ -101,7 +101,8 @@ def plot_improvements(summary: Sequence[dict], metric: str = "si_sdr_improvement
 
 
 def plot_history(history: Sequence[dict]):
-    """Training and validation loss, and validation SI-SDR improvement, against step."""
+    """Training and validation loss, and validation SI-SDR improvement (dB), against step;
+    with the guard set's SI-SDR improvement beside it where the history has it."""
     steps = [int(h["step"]) for h in history]
     fig = _figure(figsize=(9, 3.4), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
@@ -110,9 +111,16 @@ def plot_history(history: Sequence[dict]):
     ax1.set_xlabel("step")
     ax1.set_ylabel("MAE, both stages")
     ax1.legend()
-    ax2.plot(steps, [float(h["val_si_sdr_improvement_db"]) for h in history], color="C2")
+    ax2.plot(steps, [float(h["val_si_sdr_improvement_db"]) for h in history], color="C2",
+             label="validation")
+    guarded = [(s, h.get("guard_si_sdr_improvement_db")) for s, h in zip(steps, history,
+                                                                        strict=True)]
+    guarded = [(s, float(v)) for s, v in guarded if v not in (None, "")]
+    if guarded:
+        ax2.plot(*zip(*guarded, strict=True), color="C3", label="guard set (held out)")
+        ax2.legend()
     ax2.set_xlabel("step")
-    ax2.set_ylabel("validation SI-SDR improvement (dB)")
+    ax2.set_ylabel("SI-SDR improvement (dB)")
     return fig
 
 

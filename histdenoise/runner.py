@@ -394,8 +394,7 @@ def run_files(
             with lock:
                 slots.append(row)
 
-    share = getattr(denoiser, "shared", None)
-    with share(workers) if share else contextlib.nullcontext(), ThreadPoolExecutor(workers) as pool:
+    with denoiser.shared(workers), ThreadPoolExecutor(workers) as pool:
         for outcome in pool.map(in_slot, files):
             account(outcome)
     return summary

@@ -113,11 +113,11 @@ def plot_history(history: Sequence[dict]):
     ax1.legend()
     ax2.plot(steps, [float(h["val_si_sdr_improvement_db"]) for h in history], color="C2",
              label="validation")
-    guarded = [(s, h.get("guard_si_sdr_improvement_db")) for s, h in zip(steps, history,
-                                                                        strict=True)]
-    guarded = [(s, float(v)) for s, v in guarded if v not in (None, "")]
+    guarded = [h for h in history if h.get("guard_si_sdr_improvement_db") not in (None, "")]
     if guarded:
-        ax2.plot(*zip(*guarded, strict=True), color="C3", label="guard set (held out)")
+        ax2.plot([int(h["step"]) for h in guarded],
+                 [float(h["guard_si_sdr_improvement_db"]) for h in guarded],
+                 color="C3", label="guard set (held out)")
         ax2.legend()
     ax2.set_xlabel("step")
     ax2.set_ylabel("SI-SDR improvement (dB)")

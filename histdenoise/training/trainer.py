@@ -353,15 +353,16 @@ class Trainer:
 
     def _score(self, examples: list) -> tuple[float, float, float]:
         """Mean loss, SI-SDR improvement (dB) and 20-200 Hz level of the output against
-        the clean music's (dB) over (noisy, clean, category) waveform pairs."""
+        the clean music's (dB, as `histdenoise evaluate` measures it) over (noisy, clean,
+        category) waveform pairs."""
         from keras import ops
 
         from histdenoise.metrics import si_sdr_db
         from histdenoise.stft import from_channels, istft, stft, to_channels
+        from histdenoise.training.evaluate import BANDS_HZ, band_levels_db
 
+        low = BANDS_HZ.index((20, 200))
         cfg = self.train_source.stft
-        hz = np.arange(cfg.bins) * cfg.sample_rate / cfg.n_fft
-        low = (hz >= 20) & (hz <= 200)
         losses, gains, levels = [], [], []
         for noisy, clean, _ in examples:
             x = to_channels(stft(noisy, cfg))[None]
@@ -373,9 +374,9 @@ class Trainer:
             nin = istft(from_channels(x[0]), cfg)
             inner = slice(cfg.n_fft, len(ref) - cfg.n_fft)
             gains.append(si_sdr_db(est[inner], ref[inner]) - si_sdr_db(nin[inner], ref[inner]))
-            ref_low = float(np.sum(np.square(y[0][:, low])))
-            if ref_low > 1e-9:
-                levels.append(10 * np.log10(np.sum(np.square(s2[0][:, low])) / ref_low + 1e-12))
+            ref_low = band_levels_db(ref[inner], cfg.sample_rate)[low]
+            if ref_low > -100:  # skip excerpts with no bass to lose
+                levels.append(band_levels_db(est[inner], cfg.sample_rate)[low] - ref_low)
         return (float(np.mean(losses)), float(np.mean(gains)),
                 float(np.mean(levels)) if levels else float("nan"))
 
@@ -485,11 +486,8 @@ class Trainer:
         # carry the optimiser state, three times the size) and may be mixed precision.
         model = build_network(self.config.network, dtype="float32")
         best = self.best() if self.config.keep_best else None
-        if best is not None:
-            trained = build_network(self.config.network,
-                                    dtype=POLICIES[self.config.mixed_precision])
-            trained.load_weights(self.run_dir / BEST_WEIGHTS)
-            model.set_weights(trained.get_weights())
+        if best is not None:  # float32 weights whatever the run's precision policy
+            model.load_weights(self.run_dir / BEST_WEIGHTS)
         else:
             model.set_weights(self.model.get_weights())
         card = ModelCard(

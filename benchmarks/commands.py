@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -45,42 +44,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.machine import cpu_name, matmul_ceiling  # noqa: E402
+
 RUNS = [
     ("bundled", "auto"),
     ("bundled", "tensorflow"),
     ("paper", "tensorflow"),
 ]
 """(model, --backend) pairs; auto is the default command (ONNX Runtime for bundled)."""
-
-
-def cpu_name() -> str:
-    """The CPU model and the flags that matter for reduced precision."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines()
-                 if ln.startswith("model name")), "unknown CPU")
-    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines()
-                  if ln.startswith("flags")), [])
-    wanted = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
-    return f"{name}, {os.cpu_count()} CPUs, flags: {' '.join(wanted) or 'none of avx2/avx512'}"
-
-
-def matmul_ceiling() -> float:
-    """GFLOP/s of a 4096^3 float32 matrix multiply (TensorFlow, all cores), best of 4,
-    in a fresh process so that this one stays light."""
-    code = (
-        "import time, tensorflow as tf\n"
-        "n = 4096\n"
-        "a = tf.random.normal((n, n), seed=1); b = tf.random.normal((n, n), seed=2)\n"
-        "mm = tf.function(tf.linalg.matmul); mm(a, b).numpy(); best = 1e9\n"
-        "for _ in range(4):\n"
-        "    t = time.perf_counter(); mm(a, b).numpy(); best = min(best, time.perf_counter() - t)\n"
-        "print(2 * n**3 / best / 1e9)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
 
 
 def write_audio(path: Path, seconds: float, sr: int, channels: int, subtype: str) -> Path:

@@ -41,6 +41,10 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.machine import cpu_name, matmul_gflops  # noqa: E402
+
 VARIANTS = {
     "tf-fp32": {"backend": "tensorflow", "precision": "float32", "jit": False},
     "tf-fp32-xla": {"backend": "tensorflow", "precision": "float32", "jit": True},
@@ -101,22 +105,6 @@ def write_wav(path: Path, minutes: float, sr: int = 44100) -> Path:
             t = np.arange(i, min(n, i + sr * 10)) / sr
             f.write(0.3 * np.sin(2 * np.pi * 440 * t) + 0.02 * rng.standard_normal(t.size))
     return path
-
-
-def matmul_ceiling(n: int = 4096, repeats: int = 4) -> float:
-    """Achieved GFLOP/s of a large float32 matrix multiply (TensorFlow, all cores)."""
-    import tensorflow as tf
-
-    a = tf.random.normal((n, n), seed=1)
-    b = tf.random.normal((n, n), seed=2)
-    mm = tf.function(tf.linalg.matmul)
-    mm(a, b).numpy()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        mm(a, b).numpy()
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
 
 
 def denoiser(models: dict[str, Path], variant: str, batch: int):
@@ -213,13 +201,12 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown variants {sorted(unknown)}; known: {list(VARIANTS)}")
     minutes = [float(m) for m in args.rss_minutes.split(",") if m]
-    from commands import cpu_name  # benchmarks/commands.py
 
     from histdenoise.denoiser import native_precision
 
     print(f"CPU: {cpu_name()}; native bfloat16: {native_precision('bfloat16')} (without it "
           "the command runs float32; the bf16 rows here emulate it)", flush=True)
-    ceiling = matmul_ceiling()
+    ceiling = matmul_gflops()
     print(f"float32 matmul ceiling (4096^3, TensorFlow): {ceiling:.0f} GFLOP/s", flush=True)
     rng = np.random.default_rng(1)
     t = np.arange(int(args.seconds * 44100)) / 44100
@@ -261,7 +248,7 @@ def main() -> None:
                 }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    print(f"float32 matmul ceiling again at the end: {matmul_ceiling():.0f} GFLOP/s")
+    print(f"float32 matmul ceiling again at the end: {matmul_gflops():.0f} GFLOP/s")
     print_table(rows)
     if len(minutes) > 1:
         lo, hi = min(minutes), max(minutes)

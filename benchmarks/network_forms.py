@@ -46,7 +46,7 @@ def main() -> None:
     import tensorflow as tf
     from keras import ops
 
-    from benchmarks.commands import cpu_name, matmul_ceiling
+    from benchmarks.machine import cpu_name, matmul_ceiling
     from histdenoise.model import network
 
     keras.utils.set_random_seed(0)

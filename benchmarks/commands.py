@@ -22,8 +22,10 @@ and thumps costs), and the folder one file at a time (``--jobs 1``). Per run: wa
 its ratio to the audio's duration (real-time factor), CPU
 busy (user + system time over wall time and cores: 100 % keeps every core busy) and the
 peak resident memory of the process. The CPU's name and its float32 matrix-multiply
-ceiling (TensorFlow, 4096^3) are measured in the same run, at the start and the end;
-figures on a shared machine move with its load, so compare rows of one run. The
+ceiling (TensorFlow, 4096^3) are measured in the same run, at the start, before every
+command (column ``ceiling_before``, GFLOP/s) and at the end; figures on a shared machine
+move with its load (the ceiling by up to 2x within minutes), so compare rows of one run
+and look at the ceiling beside each. The
 network's steady-state figures are benchmarks/inference.py.
 """
 
@@ -166,6 +168,7 @@ def main() -> None:
                 argv = [sys.executable, "-m", "histdenoise", "denoise", str(path), "-o",
                         str(out), "--quiet", "--overwrite", "--backend", backend,
                         "--model", models[model], *extra]
+                before = matmul_ceiling()
                 r = time_command(argv)
                 row = {
                     "input": name,
@@ -177,6 +180,7 @@ def main() -> None:
                     if path.is_dir() else "",
                     "cpu_busy": f"{100 * r['cpu'] / r['wall'] / cores:.0f} %",
                     "peak_rss_MB": round(r["rss_mb"]),
+                    "ceiling_before": round(before),
                     "command": "histdenoise denoise INPUT -o OUT --quiet"
                     + ("" if backend == "auto" else f" --backend {backend}")
                     + ("" if model == "bundled" else " --model PAPER")

@@ -5,8 +5,10 @@
     python benchmarks/inference.py --configs bundled --variants tf-fp32 --rss-minutes 1,60
 
 One table row per (config, variant): seconds per 448-frame chunk through the network,
-achieved GFLOP/s and its fraction of the float32 matrix-multiply ceiling measured in the
-same run, end-to-end real-time factor (`Denoiser.denoise` on ``--seconds`` of audio),
+achieved GFLOP/s and its share of the float32 matrix-multiply ceiling (the median of the
+per-call shares, the ceiling measured in this process around every timed call, since on a
+shared machine it moves by up to 2x within minutes: `benchmarks.machine.interleave`),
+end-to-end real-time factor (`Denoiser.denoise` on ``--seconds`` of audio),
 peak RSS of a fresh process denoising a WAV file end to end, and accuracy: SI-SDR (dB)
 of the variant's denoised output against the float32 TensorFlow output.
 
@@ -43,7 +45,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.machine import cpu_name, matmul_gflops  # noqa: E402
+from benchmarks.machine import (  # noqa: E402
+    MatmulCeiling,
+    cpu_name,
+    interleave,
+    summarise,
+)
 
 VARIANTS = {
     "tf-fp32": {"backend": "tensorflow", "precision": "float32", "jit": False},
@@ -112,22 +119,20 @@ def denoiser(models: dict[str, Path], variant: str, batch: int):
     return make_denoiser(model, variant, batch)
 
 
-def network_throughput(d, config, repeats: int) -> tuple[float, float]:
-    """Seconds per 448-frame-equivalent chunk through the network (time per chunk scaled
-    to 448 frames), and achieved GFLOP/s (best of ``repeats`` calls of one batch)."""
+def network_throughput(d, config, repeats: int, ceiling: MatmulCeiling) -> dict:
+    """Seconds per 448-frame-equivalent chunk through the network (median time per chunk
+    scaled to 448 frames), achieved GFLOP/s, and its share of the matmul ceiling measured
+    around each of ``repeats`` calls of one batch (the median of the per-call shares)."""
     from histdenoise.model.network import count_flops
 
     x = np.random.default_rng(0).standard_normal((d.batch_size, d.chunk.frames, 1025, 2))
     x = x.astype(np.float32)
     d._fn(x)  # trace / warm up
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        d._fn(x)
-        best = min(best, time.perf_counter() - t0)
-    per_chunk = best / d.batch_size
-    gflops = count_flops(config, d.chunk.frames) / per_chunk / 1e9
-    return per_chunk * 448 / d.chunk.frames, gflops
+    gflop = count_flops(config, d.chunk.frames) * d.batch_size / 1e9
+    got = summarise(interleave({"net": lambda: d._fn(x)}, repeats, ceiling)["net"], gflop)
+    per_chunk = got["median_s"] / d.batch_size
+    return {"s_per_chunk": per_chunk * 448 / d.chunk.frames, "GFLOP_s": got["GFLOP_s"],
+            "ceiling_GFLOP_s": got["ceiling_GFLOP_s"], "of_matmul": got["of_matmul"]}
 
 
 def real_time_factor(d, audio: np.ndarray) -> tuple[float, np.ndarray]:
@@ -206,8 +211,10 @@ def main() -> None:
 
     print(f"CPU: {cpu_name()}; native bfloat16: {native_precision('bfloat16')} (without it "
           "the command runs float32; the bf16 rows here emulate it)", flush=True)
-    ceiling = matmul_gflops()
-    print(f"float32 matmul ceiling (4096^3, TensorFlow): {ceiling:.0f} GFLOP/s", flush=True)
+    ceiling = MatmulCeiling()
+    print(f"float32 matmul ceiling (4096^3, TensorFlow): {ceiling.measure(4):.0f} GFLOP/s "
+          "at the start; each row's share is of the ceiling measured around its calls",
+          flush=True)
     rng = np.random.default_rng(1)
     t = np.arange(int(args.seconds * 44100)) / 44100
     audio = (0.3 * np.sin(2 * np.pi * 440 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.3 * t))
@@ -223,7 +230,7 @@ def main() -> None:
             reference = None
             for variant in ["tf-fp32"] + [v for v in variants if v != "tf-fp32"]:
                 d = denoiser(models, variant, args.batch_size)
-                per_chunk, gflops = network_throughput(d, config, args.repeats)
+                speed = network_throughput(d, config, args.repeats, ceiling)
                 rtf, out = real_time_factor(d, audio)
                 del d
                 if variant == "tf-fp32":
@@ -238,9 +245,7 @@ def main() -> None:
                     "variant": variant,
                     "params_M": count_parameters(config) / 1e6,
                     "GFLOP_per_chunk": count_flops(config, 448) / 1e9,
-                    "s_per_chunk": per_chunk,
-                    "GFLOP_s": gflops,
-                    "of_matmul": gflops / ceiling,
+                    **speed,
                     "RTF": rtf,
                     "SI_SDR_vs_fp32_dB": float("inf") if variant == "tf-fp32"
                     else si_sdr_db(out, reference),
@@ -248,7 +253,7 @@ def main() -> None:
                 }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    print(f"float32 matmul ceiling again at the end: {matmul_gflops():.0f} GFLOP/s")
+    print(f"float32 matmul ceiling again at the end: {ceiling.measure(4):.0f} GFLOP/s")
     print_table(rows)
     if len(minutes) > 1:
         lo, hi = min(minutes), max(minutes)

@@ -65,3 +65,70 @@ def matmul_ceiling() -> float:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env=env)
     return float(out.stdout.strip().splitlines()[-1])
+
+
+class MatmulCeiling:
+    """The float32 matmul ceiling measured in this process, between timed calls.
+
+    On a shared machine the ceiling moves by up to 2x within minutes (this project's
+    2-core Xeon read 155-343 GFLOP/s), so a share of "the" ceiling measured once, at
+    another moment, says more about the neighbours than about the network. `interleave`
+    measures it right before and after every timed call instead.
+    """
+
+    def __init__(self, n: int = 4096):
+        import tensorflow as tf
+
+        self.n = n
+        self._a = tf.random.normal((n, n), seed=1)
+        self._b = tf.random.normal((n, n), seed=2)
+        self._mm = tf.function(tf.linalg.matmul)
+        self._mm(self._a, self._b).numpy()
+
+    def measure(self, repeats: int = 2) -> float:
+        """GFLOP/s, best of ``repeats`` n^3 products (about 0.5 s each at 270 GFLOP/s)."""
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            self._mm(self._a, self._b).numpy()
+            best = min(best, time.perf_counter() - t0)
+        return 2 * self.n**3 / best / 1e9
+
+
+def interleave(calls: dict, rounds: int, ceiling: MatmulCeiling) -> dict[str, list[tuple]]:
+    """Time each of ``calls`` (name -> no-argument callable) ``rounds`` times, in turns
+    (the order reversed every other round), with the matmul ceiling measured between
+    consecutive calls.
+
+    Returns name -> [(seconds, ceiling GFLOP/s around that call), ...]; the ceiling around
+    a call is the mean of the measurements just before and just after it.
+    """
+    out: dict[str, list[tuple]] = {name: [] for name in calls}
+    names = list(calls)
+    before = ceiling.measure()
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            t0 = time.perf_counter()
+            calls[name]()
+            seconds = time.perf_counter() - t0
+            after = ceiling.measure()
+            out[name].append((seconds, (before + after) / 2))
+            before = after
+    return out
+
+
+def summarise(samples: list[tuple], gflop: float) -> dict:
+    """Medians of `interleave`'s samples for one call of ``gflop`` GFLOP: seconds, GFLOP/s,
+    the ceiling around the calls, and the median of the per-call shares of the ceiling."""
+    import statistics
+
+    seconds = [s for s, _ in samples]
+    shares = [gflop / s / c for s, c in samples]
+    return {
+        "median_s": round(statistics.median(seconds), 3),
+        "best_s": round(min(seconds), 3),
+        "GFLOP_s": round(gflop / statistics.median(seconds), 1),
+        "ceiling_GFLOP_s": round(statistics.median(c for _, c in samples), 1),
+        "of_matmul": round(statistics.median(shares), 3),
+        "of_matmul_range": [round(min(shares), 3), round(max(shares), 3)],
+    }

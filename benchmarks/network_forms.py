@@ -15,10 +15,12 @@ the same arithmetic:
 This script builds the paper network once (seeded random weights with non-zero biases:
 zero biases would be folded away and hide the fusion), traces it as it is now, then with
 the old padding and the stacked form everywhere (``before``), and times the two in turns
-in one process, so both see the same machine load. It prints the CPU, the float32 matmul
-ceiling before and after the timed calls, and per form the median and best seconds per
-call, GFLOP/s and the share of the mean ceiling; and the largest difference between the
-two outputs.
+in one process, so both see the same machine load. The float32 matmul ceiling is measured
+in the same process between every two timed calls (`benchmarks.machine.interleave`): on a
+shared machine it moves by up to 2x within minutes. It prints the CPU, and per form the
+median and best seconds per call, GFLOP/s, the median ceiling around its calls and the
+median (and range) of the per-call shares of the ceiling; and the largest difference
+between the two outputs.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,7 @@ def main() -> None:
     import tensorflow as tf
     from keras import ops
 
-    from benchmarks.machine import cpu_name, matmul_ceiling
+    from benchmarks.machine import MatmulCeiling, cpu_name, interleave, summarise
     from histdenoise.model import network
 
     keras.utils.set_random_seed(0)
@@ -85,27 +86,15 @@ def main() -> None:
         network.symmetric_pad, network.WIDE_FILTERS = pad, wide
 
     print(f"CPU: {cpu_name()}", flush=True)
-    c0 = matmul_ceiling()
-    times: dict[str, list[float]] = {"before": [], "now": []}
-    for r in range(args.rounds):
-        order = [("before", before), ("now", now)]
-        for name, fn in order if r % 2 == 0 else order[::-1]:
-            t = time.perf_counter()
-            fn(x).numpy()
-            times[name].append(time.perf_counter() - t)
-    c1 = matmul_ceiling()
-    print(f"float32 matmul ceiling (TensorFlow, 4096^3): {c0:.0f} GFLOP/s before, "
-          f"{c1:.0f} after")
+    samples = interleave({"before": lambda: before(x).numpy(), "now": lambda: now(x).numpy()},
+                         args.rounds, MatmulCeiling())
     diff = float(np.max(np.abs(y_now - y_before)) / np.max(np.abs(y_before)))
     print(f"largest output difference: {diff:.1e} of the largest output")
     gflop = network.count_flops(config, args.frames) / 1e9
-    for name, ts in times.items():
-        median = float(np.median(ts))
-        print(json.dumps({
-            "form": name, "frames": args.frames, "median_s": round(median, 3),
-            "best_s": round(min(ts), 3), "GFLOP_s": round(gflop / median, 1),
-            "of_matmul": round(gflop / median / ((c0 + c1) / 2), 3),
-        }))
+    times = {}
+    for name, got in samples.items():
+        times[name] = [s for s, _ in got]
+        print(json.dumps({"form": name, "frames": args.frames, **summarise(got, gflop)}))
     print(f"before / now: {np.median(times['before']) / np.median(times['now']):.2f}x")
 
 

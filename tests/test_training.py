@@ -141,6 +141,29 @@ def card_params(config):
     return count_parameters(config)
 
 
+def test_history_gains_columns_when_a_resumed_run_records_more(tmp_path):
+    # A run started without the guard set and resumed with it: the history keeps one
+    # header, the union of the columns, and the earlier rows are blank in the new ones.
+    from histdenoise.training.trainer import _append_row, read_history
+
+    path = tmp_path / "history.csv"
+    _append_row(path, {"step": 2, "train_loss": 0.5, "val_si_sdr_improvement_db": 1.25})
+    _append_row(path, {"step": 4, "train_loss": 0.4, "val_si_sdr_improvement_db": 1.5,
+                       "guard_si_sdr_improvement_db": 0.75})
+    _append_row(path, {"val_si_sdr_improvement_db": 2.0, "step": 6, "train_loss": 0.3})
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == ["step", "train_loss", "val_si_sdr_improvement_db",
+                                     "guard_si_sdr_improvement_db"]
+        assert [r["guard_si_sdr_improvement_db"] for r in reader] == ["", "0.75", ""]
+    history = read_history(tmp_path)
+    assert [r["step"] for r in history] == [2.0, 4.0, 6.0]
+    assert [r["val_si_sdr_improvement_db"] for r in history] == [1.25, 1.5, 2.0]
+    assert "guard_si_sdr_improvement_db" not in history[0]
+    assert history[1]["guard_si_sdr_improvement_db"] == 0.75
+    assert [p.name for p in tmp_path.iterdir()] == ["history.csv"]  # no temporary left
+
+
 def test_guard_set_and_keep_best(tmp_path):
     from histdenoise.training.trainer import read_history
 

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from histdenoise.errors import HistdenoiseError, check_keys
+from histdenoise.files import temp_path
 from histdenoise.model.network import NetworkConfig, build_network
 from histdenoise.training.data import (
     BatchStream,
@@ -525,12 +526,35 @@ def _log_scalars(folder: Path, row: dict) -> None:
 
 
 def _append_row(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, list(row))
-        if new:
+    """Append ``row`` to the CSV file at ``path`` in its header's column order.
+
+    A row with columns the header lacks (a run resumed with a newer version or config
+    that records more, such as the guard set's) rewrites the file, atomically, with the
+    union of the columns; the earlier rows are blank in the new ones (`read_history`
+    skips blanks).
+    """
+    if not path.exists():
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, list(row))
             writer.writeheader()
+            writer.writerow(row)
+        return
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        fields = list(reader.fieldnames or [])
+        added = [k for k in row if k not in fields]
+        rows = list(reader) if added else []
+    if not added:
+        with open(path, "a", newline="", encoding="utf-8") as f:
+            csv.DictWriter(f, fields, restval="").writerow(row)
+        return
+    tmp = temp_path(path)
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fields + added, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
         writer.writerow(row)
+    os.replace(tmp, path)
 
 
 def read_history(run_dir: str | Path) -> list[dict]:

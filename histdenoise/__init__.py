@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import importlib
 
+from histdenoise import _moved
+
 __version__ = "0.1.0"
+
+_moved.install()  # ``import histdenoise.network`` and the other flat paths of before
 
 _LAZY = {
     "load_network": "histdenoise.model.loading",

@@ -820,10 +820,14 @@ def _compile(
         fast.set_weights(model.get_weights())
         model = fast
 
+    # No AutoGraph: the network has no Python control flow on tensors (its one branch is
+    # an explicit ``ops.cond``), and converting the Keras call path to trace it cost 3-4 s
+    # of every TensorFlow start on this project's 2-core CPU (bundled and paper alike).
     @tf.function(
         input_signature=[tf.TensorSpec([None, None, bins, 2], tf.float32)],
         reduce_retracing=True,
         jit_compile=bool(jit),
+        autograph=False,
     )
     def run(x):
         return tf.cast(model(x, training=False)[0], tf.float32)

@@ -110,6 +110,9 @@ def test_symmetric_pad_with_frames_known_only_at_run_time():
             expected = np.pad(x, [(0, 0), (before, after), (before, after), (0, 0)],
                               mode="symmetric")
             np.testing.assert_array_equal(pad(x).numpy(), expected)
+        ops = {n.op for n in pad.get_concrete_function().graph.as_graph_def().node}
+        # A padding of 1 needs no run-time choice; the larger ones choose in the graph.
+        assert bool(ops & {"If", "StatelessIf"}) == (k != 3), (k, sorted(ops))
 
 
 def test_frequency_encoding_values():

@@ -60,7 +60,9 @@ def symmetric_pad(x, kernel_size: int):
     (always, for the denoiser's chunks) are padded by concatenating their reversed edge
     slices: TensorFlow's ``MirrorPad`` kernel took 2.4x as long for the same copy, 15 % of
     the paper network's time on a CPU. Index mirroring (which also handles shorter axes)
-    otherwise; a frame count known only at run time chooses between the two in the graph.
+    otherwise; a frame count known only at run time chooses between the two in the graph,
+    except for a padding of 1 (the 3x3 convolutions), which every length allows, so that
+    most of the traced graph has no conditional.
     """
     before, after = pad_sizes(kernel_size)
     if before == 0 and after == 0:
@@ -70,6 +72,8 @@ def symmetric_pad(x, kernel_size: int):
     if bins is None or bins < need:
         return _mirror_by_indices(x, before, after)
     frames = x.shape[1]
+    if need == 1:  # every axis has a sample to mirror: no run-time choice to make
+        return _mirror_by_slices(x, before, after)
     if frames is not None:
         if frames >= need:
             return _mirror_by_slices(x, before, after)

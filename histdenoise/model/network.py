@@ -34,16 +34,22 @@ def frequency_encoding(n: int, bins: int = FREQ_BINS) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- padding
+def _mirrored(i, n):
+    """Where index ``i`` (any integer, a tensor) of a symmetric padding of an axis of
+    length ``n`` reads from: ``-1 -> 0``, ``n -> n - 1``; the mirror repeats (period
+    ``2 n``) for paddings longer than the axis."""
+    period = 2 * n
+    m = ops.mod(i, period)
+    return ops.where(m >= n, period - 1 - m, m)
+
+
 def _symmetric_indices(n, before: int, after: int):
     """Indices that mirror-pad an axis of length ``n`` (edge sample repeated).
 
     Works for any pad size, also larger than ``n`` (the mirror repeats), and for a
     length only known at run time.
     """
-    i = ops.arange(-before, n + after, dtype="int32")
-    period = 2 * n
-    m = ops.mod(i, period)
-    return ops.where(m >= n, period - 1 - m, m)
+    return _mirrored(ops.arange(-before, n + after, dtype="int32"), n)
 
 
 def pad_sizes(kernel_size: int) -> tuple[int, int]:
@@ -56,50 +62,54 @@ def symmetric_pad(x, kernel_size: int):
     """Pad the frames and frequency axes of (batch, frames, bins, ch) for a VALID conv.
 
     Padding is ``k//2`` before and ``k//2 - (1 - k%2)`` after on each axis, with
-    symmetric edge mirroring, as the reference network does. Axes longer than the padding
-    (always, for the denoiser's chunks) are padded by concatenating their reversed edge
-    slices: TensorFlow's ``MirrorPad`` kernel took 2.4x as long for the same copy, 15 % of
-    the paper network's time on a CPU. Index mirroring (which also handles shorter axes)
-    otherwise; a frame count known only at run time chooses between the two in the graph,
-    except for a padding of 1 (the 3x3 convolutions), which every length allows, so that
-    most of the traced graph has no conditional.
+    symmetric edge mirroring, as the reference network does. Each axis is padded by
+    concatenating its edge rows: reversed edge slices where the axis is at least as long
+    as the padding (TensorFlow's ``MirrorPad`` kernel took 2.4x as long for the same
+    copy, 15 % of the paper network's time on a CPU); for a frame count known only at run
+    time and a padding over 1, the edge rows are gathered at mirrored indices, which
+    holds for any length (also a chunk's deepest levels shorter than the padding). So the
+    traced graph has no conditional, whatever frame counts it will see. Index mirroring
+    of the whole tensor for a frequency axis shorter than the padding.
     """
     before, after = pad_sizes(kernel_size)
     if before == 0 and after == 0:
         return x
     need = max(before, after)
-    bins = x.shape[2]
-    if bins is None or bins < need:
+    bins, frames = x.shape[2], x.shape[1]
+    if bins is None or bins < need or (frames is not None and frames < need):
         return _mirror_by_indices(x, before, after)
-    frames = x.shape[1]
-    if need == 1:  # every axis has a sample to mirror: no run-time choice to make
-        return _mirror_by_slices(x, before, after)
-    if frames is not None:
-        if frames >= need:
-            return _mirror_by_slices(x, before, after)
-        return _mirror_by_indices(x, before, after)
-    return ops.cond(
-        ops.shape(x)[1] >= need,
-        lambda: _mirror_by_slices(x, before, after),
-        lambda: _mirror_by_indices(x, before, after),
-    )
+    if need == 1 or frames is not None:
+        x = _flip_edges(x, 1, before, after)
+    else:
+        x = _gather_edges(x, before, after)
+    return _flip_edges(x, 2, before, after)
 
 
-def _mirror_by_slices(x, before: int, after: int):
-    """Symmetric padding of axes 1 and 2, each at least ``max(before, after)`` long:
-    ``[x[b-1], ..., x[0], x[0], ..., x[n-1], x[n-1], ..., x[n-a]]`` along each."""
-    rows = [x]
+def _flip_edges(x, axis: int, before: int, after: int):
+    """Symmetric padding of ``axis``, at least ``max(before, after)`` long:
+    ``[x[b-1], ..., x[0], x[0], ..., x[n-1], x[n-1], ..., x[n-a]]``."""
+    def part(start, stop):
+        return ops.flip(x[(slice(None),) * axis + (slice(start, stop),)], axis=axis)
+
+    parts = [x]
     if before:
-        rows.insert(0, ops.flip(x[:, :before], axis=1))
+        parts.insert(0, part(0, before))
     if after:
-        rows.append(ops.flip(x[:, -after:], axis=1))
-    x = ops.concatenate(rows, axis=1) if len(rows) > 1 else x
-    cols = [x]
+        parts.append(part(-after, None))
+    return ops.concatenate(parts, axis=axis) if len(parts) > 1 else x
+
+
+def _gather_edges(x, before: int, after: int):
+    """Symmetric padding of axis 1 whatever its length (>= 1): the ``before`` and
+    ``after`` edge rows are gathered at their mirrored indices, the rest is ``x``."""
+    n = ops.shape(x)[1]
+    parts = [x]
     if before:
-        cols.insert(0, ops.flip(x[:, :, :before], axis=2))
+        parts.insert(0, ops.take(x, _mirrored(ops.arange(-before, 0, dtype="int32"), n), axis=1))
     if after:
-        cols.append(ops.flip(x[:, :, -after:], axis=2))
-    return ops.concatenate(cols, axis=2) if len(cols) > 1 else x
+        i = ops.arange(0, after, dtype="int32") + n
+        parts.append(ops.take(x, _mirrored(i, n), axis=1))
+    return ops.concatenate(parts, axis=1)
 
 
 def _mirror_by_indices(x, before: int, after: int):

@@ -116,7 +116,8 @@ def time_command(argv: list[str]) -> dict:
     """Run ``argv``; wall time (s), CPU time (s) and peak RSS (MB) of that process."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=REPO)  # ``python -m`` puts the cwd first on sys.path
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     err = proc.stderr.read().decode(errors="replace")

@@ -820,9 +820,9 @@ def _compile(
         fast.set_weights(model.get_weights())
         model = fast
 
-    # No AutoGraph: the network has no Python control flow on tensors (its one branch is
-    # an explicit ``ops.cond``), and converting the Keras call path to trace it cost 3-4 s
-    # of every TensorFlow start on this project's 2-core CPU (bundled and paper alike).
+    # No AutoGraph: the network has no Python control flow on tensors, and converting
+    # the Keras call path only adds to every TensorFlow start (about 0.5 s of tracing and
+    # first call for the bundled model on this project's 2-core CPU).
     @tf.function(
         input_signature=[tf.TensorSpec([None, None, bins, 2], tf.float32)],
         reduce_retracing=True,

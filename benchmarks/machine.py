@@ -38,19 +38,8 @@ def load_average() -> str:
 
 def matmul_gflops(n: int = 4096, repeats: int = 4) -> float:
     """GFLOP/s of an n^3 float32 matrix multiply in this process (TensorFlow, all cores),
-    best of ``repeats`` calls after a warm-up."""
-    import tensorflow as tf
-
-    a = tf.random.normal((n, n), seed=1)
-    b = tf.random.normal((n, n), seed=2)
-    mm = tf.function(tf.linalg.matmul)
-    mm(a, b).numpy()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        mm(a, b).numpy()
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
+    best of ``repeats`` calls after a warm-up (`MatmulCeiling`)."""
+    return MatmulCeiling(n).measure(repeats)
 
 
 def matmul_ceiling() -> float:

@@ -88,14 +88,15 @@ def symmetric_pad(x, kernel_size: int):
 def _flip_edges(x, axis: int, before: int, after: int):
     """Symmetric padding of ``axis``, at least ``max(before, after)`` long:
     ``[x[b-1], ..., x[0], x[0], ..., x[n-1], x[n-1], ..., x[n-a]]``."""
-    def part(start, stop):
-        return ops.flip(x[(slice(None),) * axis + (slice(start, stop),)], axis=axis)
+    def part(start, stop, width):
+        edge = x[(slice(None),) * axis + (slice(start, stop),)]
+        return edge if width == 1 else ops.flip(edge, axis=axis)  # one row is its mirror
 
     parts = [x]
     if before:
-        parts.insert(0, part(0, before))
+        parts.insert(0, part(0, before, before))
     if after:
-        parts.append(part(-after, None))
+        parts.append(part(-after, None, after))
     return ops.concatenate(parts, axis=axis) if len(parts) > 1 else x
 
 

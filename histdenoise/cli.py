@@ -274,11 +274,13 @@ def _run_planned(args, todo: list, settings, summary) -> None:
     """Load the model and denoise the planned files ``todo`` into ``summary``, with an
     overall progress bar and one per file in flight."""
     import contextlib
+    import time
 
     from tqdm.auto import tqdm
 
     from histdenoise.denoiser import SECONDS_BAR, Denoiser
     from histdenoise.engine import ChunkConfig
+    from histdenoise.registry import DEFAULT_MODEL
     from histdenoise.runner import run_files
 
     backend = args.backend
@@ -286,7 +288,12 @@ def _run_planned(args, todo: list, settings, summary) -> None:
         from histdenoise.denoiser import resolve_backend
 
         backend = resolve_backend(args.model, args.precision, args.jit)[0]
-    if backend == "tensorflow" and not getattr(args, "tf_log_explicit", True):
+    slow_start = backend == "tensorflow"
+    if slow_start and not args.quiet:
+        print(f"histdenoise: loading {args.model or DEFAULT_MODEL} with TensorFlow...",
+              file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    if slow_start and not getattr(args, "tf_log_explicit", True):
         quiet_tensorflow()
     denoiser = Denoiser(
         args.model,
@@ -296,6 +303,11 @@ def _run_planned(args, todo: list, settings, summary) -> None:
         precision=args.precision,
         jit=args.jit,
     )
+    if denoiser.backend == "tensorflow":
+        denoiser.warm_up()  # tracing now, so that the progress bars move at their pace
+        if not args.quiet:
+            print(f"histdenoise: {denoiser.card.name} ready on TensorFlow in "
+                  f"{time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
     total = sum(item.info.duration for item in todo)
     workers = args.jobs or (2 if len(todo) > 1 and (os.cpu_count() or 1) > 1 else 1)
     with tqdm(

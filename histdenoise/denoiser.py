@@ -282,6 +282,19 @@ class Denoiser:
         """The model's sample rate, Hz."""
         return self.stft.sample_rate
 
+    def warm_up(self) -> float:
+        """Run the network once on the shortest chunk it takes (``chunk.align`` frames of
+        silence, one channel), so that what a first call costs happens now rather than
+        inside the first file's progress: TensorFlow traces and optimises its graph
+        there (seconds on a CPU; ONNX Runtime has nothing left to do by then).
+
+        Returns:
+            The seconds it took.
+        """
+        start = time.perf_counter()
+        self._fn(np.zeros((1, self.chunk.align, self.stft.bins, 2), np.float32))
+        return time.perf_counter() - start
+
     def shared(self, callers: int) -> contextlib.AbstractContextManager:
         """A block in which ``callers`` threads denoise files with this denoiser at once,
         so that its network shares the cores between them (`OnnxNetwork.shared`; nothing

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -44,6 +45,17 @@ def test_files_and_outdir(sentinel, tmp_path, capsys):
     ]
     assert "2 denoised, 0 skipped, 0 failed" in capsys.readouterr().err
     assert sf.info(str(out / "Ölmühle B_denoised.flac")).channels == 2
+
+
+def test_tensorflow_start_is_announced_and_traced_before_the_bars(sentinel, tmp_path, capsys):
+    """TensorFlow takes seconds to start: the command says so at once, traces the network
+    on a warm-up chunk, then says how long it took, before any progress bar."""
+    src = write(tmp_path / "a.wav")
+    assert main(["denoise", str(src), "--model", str(sentinel), "--backend", "tensorflow"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines[0] == f"histdenoise: loading {sentinel} with TensorFlow..."
+    assert re.fullmatch(r"histdenoise: \S+ ready on TensorFlow in \d+\.\d s", lines[1]), lines
+    assert lines[-1] == "1 denoised, 0 skipped, 0 failed"
 
 
 def test_folder_recursive_keeps_structure_and_ignores_own_outputs(sentinel, tmp_path):

@@ -96,6 +96,19 @@ def test_progress_callback_counts_seconds(den):
     assert all(a[0] <= b[0] for a, b in itertools.pairwise(seen))
 
 
+def test_warm_up_runs_the_network_once_and_changes_nothing(den, sentinel, sentinel_onnx):
+    x = tone(30000)
+    for model in (sentinel, sentinel_onnx):
+        warm = Denoiser(model, chunk=FAST, batch_size=4)
+        assert warm.warm_up() > 0.0
+        y, r = warm.denoise(x, 44100)
+        if model == sentinel:
+            y0, r0 = den.denoise(x, 44100)
+            np.testing.assert_array_equal(y, y0)
+            np.testing.assert_array_equal(r, r0)
+        assert np.all(y + r == x) or assert_sum(y, r, x) < 0.05 * x.size
+
+
 def test_float_split_is_bit_exact_on_realistic_audio():
     rng = np.random.default_rng(0)
     music = tone(200_000)[:, 0]

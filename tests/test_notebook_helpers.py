@@ -107,3 +107,19 @@ def test_example_recording_is_shipped():
 
     noisy, clean = notebook.example_recording(), notebook.example_recording(clean=True)
     assert sf.info(str(noisy)).duration == 15.0 and sf.info(str(clean)).duration == 15.0
+
+
+def test_app_loads_and_warms_up_the_model_once(sentinel, tmp_path):
+    import soundfile as sf
+
+    src = tmp_path / "take 1.wav"
+    t = np.arange(22050) / 44100
+    sf.write(src, 0.2 * np.sin(2 * np.pi * 330 * t), 44100)
+    app = notebook.DenoiseApp(str(sentinel), out_dir=tmp_path / "out",
+                              upload_dir=tmp_path / "up")
+    assert [r.input.name for r in app.denoise([src])] == ["take 1.wav"]
+    assert app.status.value == f"Done: 1 file(s) in {tmp_path / 'out'}/."
+    first = app.denoiser()
+    assert first.backend == "tensorflow" and app.denoiser() is first  # loaded once
+    app.denoise([src])
+    assert app.denoiser() is first

@@ -104,7 +104,10 @@ class DenoiseApp:
         name = self.model.value
         if name not in self._denoisers:
             self.status.value = f"Loading model {escape(name)}..."
-            self._denoisers[name] = Denoiser(name)
+            loaded = Denoiser(name)
+            loaded.warm_up()  # TensorFlow traces here, under this message, not in the bar
+            self._denoisers[name] = loaded
+            self.status.value = f"Model {escape(name)} ready ({loaded.backend}); denoising..."
         return self._denoisers[name]
 
     def denoise(self, paths: list[str | Path] | None = None) -> list:

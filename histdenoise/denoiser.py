@@ -198,9 +198,10 @@ class Denoiser:
             core, at most 4), else 1.
         chunk: chunking of the spectrogram (frames per chunk, margin, cross-fade).
         backend: ``"auto"`` (default; see `resolve_backend`: ONNX Runtime for the shipped
-            model, which starts in about a second instead of ten), ``"tensorflow"`` or
-            ``"onnxruntime"``; the latter never imports TensorFlow (numpy, soundfile, soxr
-            and onnxruntime suffice). ``self.backend`` is the one that runs.
+            model, which starts in under a second where TensorFlow takes 15-35 s on a
+            2-core CPU), ``"tensorflow"`` or ``"onnxruntime"``; the latter never imports
+            TensorFlow (numpy, soundfile, soxr and onnxruntime suffice). ``self.backend``
+            is the one that runs.
         precision: network arithmetic with TensorFlow: ``"float32"``; ``"bfloat16"``
             (Keras mixed precision in the first stage: bfloat16 compute, float32 weights;
             fast on CPUs with AVX512-BF16/AMX and on TPUs) or ``"float16"`` (GPUs). The

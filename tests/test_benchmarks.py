@@ -1,4 +1,4 @@
-"""The benchmarks' own arithmetic (benchmarks/machine.py): no timing is asserted."""
+"""The benchmarks' own arithmetic (machine.py, chunk_length.py): no timing is asserted."""
 
 from __future__ import annotations
 
@@ -41,3 +41,13 @@ def test_cpu_name_names_the_core_count():
 
 def test_matmul_ceiling_is_a_rate():
     assert MatmulCeiling(32).measure(1) > 0
+
+
+def test_chunk_length_counts_the_frames_the_network_computes():
+    from benchmarks.chunk_length import frames_computed
+
+    # 1 s of audio is one chunk cut to 64 * 2 frames, whatever the chunk length.
+    assert frames_computed(1.0, 960) == frames_computed(1.0, 448) == 128
+    # An hour: 448-frame chunks keep 384 of their frames, 960-frame ones 896.
+    ratio = frames_computed(3600.0, 448) / frames_computed(3600.0, 960)
+    assert abs(ratio - (448 / 384) / (960 / 896)) < 0.002

@@ -198,7 +198,7 @@ class Denoiser:
             core, at most 4), else 1.
         chunk: chunking of the spectrogram (frames per chunk, margin, cross-fade).
         backend: ``"auto"`` (default; see `resolve_backend`: ONNX Runtime for the shipped
-            model, which starts in under a second where TensorFlow takes 15-35 s on a
+            model, which starts in under a second where TensorFlow takes 15-40 s on a
             2-core CPU), ``"tensorflow"`` or ``"onnxruntime"``; the latter never imports
             TensorFlow (numpy, soundfile, soxr and onnxruntime suffice). ``self.backend``
             is the one that runs.

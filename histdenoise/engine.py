@@ -53,8 +53,9 @@ class ChunkConfig:
     sampling phase as a single pass over the whole file. The defaults (960 frames = 11.1 s;
     stride 896 = 14 x 64) do that. Consecutive chunks overlap by ``2 * margin +
     crossfade`` = 64 frames of repeated work: 7 % at 960 frames, 17 % at 448 (the
-    training length, 5.2 s), which is why the default is the longer chunk (6 % less time
-    measured for either model; benchmarks/inference.py).
+    training length, 5.2 s), which is why the default is the longer chunk (448 took 12 %
+    more time for the bundled model on TensorFlow, 7 % on ONNX Runtime;
+    benchmarks/chunk_length.py).
 
     Attributes:
         frames: frames per chunk.

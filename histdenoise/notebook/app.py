@@ -105,7 +105,8 @@ class DenoiseApp:
         if name not in self._denoisers:
             self.status.value = f"Loading model {escape(name)}..."
             loaded = Denoiser(name)
-            loaded.warm_up()  # TensorFlow traces here, under this message, not in the bar
+            with contextlib.suppress(Exception):  # the first file meets and reports it
+                loaded.warm_up()  # TensorFlow traces here, under this message, not in the bar
             self._denoisers[name] = loaded
             self.status.value = f"Model {escape(name)} ready ({loaded.backend}); denoising..."
         return self._denoisers[name]

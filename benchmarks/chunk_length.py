@@ -30,24 +30,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.backends import native_model  # noqa: E402
 from benchmarks.machine import MatmulCeiling, cpu_name, interleave  # noqa: E402
 
 RUNS = "bundled:tensorflow,bundled:onnxruntime,paper:tensorflow"
 FRAMES = (960, 448)
-
-
-def paper_model(folder: Path) -> Path:
-    """The paper config with seeded random weights (speed does not depend on them)."""
-    import keras
-
-    from histdenoise.card import ModelCard
-    from histdenoise.model.native import save_native
-    from histdenoise.model.network import NetworkConfig, build_network
-
-    keras.utils.set_random_seed(0)
-    config = NetworkConfig.paper()
-    return save_native(build_network(config), folder / "paper",
-                       ModelCard(name="paper-random", config=config), overwrite=True)
 
 
 def music(seconds: float, sr: int = 44100) -> np.ndarray:
@@ -91,7 +78,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for run in args.runs.split(","):
             name, backend = run.split(":")
-            model = None if name == "bundled" else str(paper_model(Path(tmp)))
+            model = None if name == "bundled" else str(native_model(name, Path(tmp)))
             denoisers = {f: Denoiser(model, backend=backend, chunk=ChunkConfig(frames=f))
                          for f in FRAMES}
             calls = {}

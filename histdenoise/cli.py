@@ -304,9 +304,8 @@ def _run_planned(args, todo: list, settings, summary) -> None:
         jit=args.jit,
     )
     if denoiser.backend == "tensorflow":
-        if not denoiser.jit:  # XLA compiles per shape: a warm-up shape would cost a compile
-            with contextlib.suppress(Exception):  # the first file meets and reports it
-                denoiser.warm_up()  # tracing now, so that the bars move at their pace
+        with contextlib.suppress(Exception):  # the first file meets and reports it
+            denoiser.warm_up()  # tracing now, so that the bars move at their pace
         if not args.quiet:
             print(f"histdenoise: {denoiser.card.name} ready on TensorFlow in "
                   f"{time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)

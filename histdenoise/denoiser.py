@@ -287,11 +287,14 @@ class Denoiser:
         """Run the network once on the shortest chunk it takes (``chunk.align`` frames of
         silence, one channel), so that what a first call costs happens now rather than
         inside the first file's progress: TensorFlow traces and optimises its graph
-        there (seconds on a CPU; ONNX Runtime has nothing left to do by then).
+        there (seconds on a CPU; ONNX Runtime has nothing left to do by then). Nothing
+        with ``jit``, where XLA compiles each shape: the warm-up's would be one more.
 
         Returns:
             The seconds it took.
         """
+        if self.jit:
+            return 0.0
         start = time.perf_counter()
         self._fn(np.zeros((1, self.chunk.align, self.stft.bins, 2), np.float32))
         return time.perf_counter() - start

@@ -107,6 +107,8 @@ def test_warm_up_runs_the_network_once_and_changes_nothing(den, sentinel, sentin
             np.testing.assert_array_equal(y, y0)
             np.testing.assert_array_equal(r, r0)
         assert np.all(y + r == x) or assert_sum(y, r, x) < 0.05 * x.size
+    jitted = Denoiser(sentinel, chunk=FAST, jit=True)
+    assert jitted.warm_up() == 0.0  # XLA would compile one more shape: nothing to warm
 
 
 def test_float_split_is_bit_exact_on_realistic_audio():
